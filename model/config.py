@@ -1,0 +1,21 @@
+"""Morphable-model and network settings."""
+import dataclasses
+from typing import Optional
+
+
+@dataclasses.dataclass
+class ModelConfig:
+  """Which morphable model and encoder to use, and the decoder's size."""
+  # Path to a BFM-2017-layout HDF5 file, or "demo" for the built-in model.
+  morphable_model: str = "demo"
+  # Keep only the first k shape / colour components (None: all of them).
+  shape_components: Optional[int] = None
+  texture_components: Optional[int] = None
+  # FaceNet variant: "20170512-110547" (128-D, prewhiten) or the 512-D
+  # "20180402-114759" / "20180408-102900" (fixed standardisation).
+  facenet_model: str = "20170512-110547"
+  # Explicit FaceNet weights path (.h5); empty: environment variable, then
+  # keras-facenet's cache/download.
+  facenet_weights: str = ""
+  # Hidden units of the two fully connected decoder layers (paper Sec. 4).
+  decoder_units: int = 1024

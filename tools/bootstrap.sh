@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Sets up (or refreshes) the project's virtual environment in .venv:
+# installs TensorFlow first, then the project without build isolation so that
+# the rasteriser op is compiled against exactly that TensorFlow.
+# Usage: bash tools/bootstrap.sh   (PYTHON=python3.11 to pick the interpreter)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip setuptools wheel
+.venv/bin/python -m pip install -q "tensorflow>=2.16"
+.venv/bin/python -m pip install -q --no-build-isolation -e ".[test]"
+.venv/bin/python -c "import unsup3dmm.renderer.rasterize_op as r; r.load_op_library()" \
+  && echo "bootstrap: ok (.venv ready, rasteriser op loads)"
