@@ -22,7 +22,9 @@ Dependencies and why:
   absl-py           command-line flags and logging of train.py / evaluate.py.
   mtcnn             face detection for cropping real photos (ships its weights).
   pillow            image decoding / PNG writing for reports and previews.
-  scipy             nearest-neighbour search (ICP) and linear assignment (EMD).
+  scipy             nearest-neighbour search (ICP alignment of scans).
+  tensorboard       training summaries, including the mesh plugin (TensorFlow
+                    2.21 no longer installs it).
 """
 import os
 
@@ -63,8 +65,11 @@ class BuildTensorFlowOp(build_ext):
     compile_flags = tf.sysconfig.get_compile_flags()
     link_flags = tf.sysconfig.get_link_flags()
     for ext in self.extensions:
+      # -ffp-contract=off: no fused multiply-add, so the op's float32
+      # arithmetic matches the pure TensorFlow backend bit for bit.
       ext.extra_compile_args = (list(ext.extra_compile_args) + compile_flags +
-                                ["-O3", "-fPIC", "-Wno-sign-compare"])
+                                ["-O3", "-fPIC", "-ffp-contract=off",
+                                 "-Wno-sign-compare"])
       ext.extra_link_args = list(ext.extra_link_args) + link_flags
       ext.language = "c++"
     # The compiler driver setuptools picks for .cc files is fine; make sure
@@ -104,6 +109,7 @@ setuptools.setup(
         "mtcnn>=1.0",
         "pillow",
         "scipy",
+        "tensorboard",
     ],
     extras_require={"test": ["pytest>=7"]},
     entry_points={

@@ -19,3 +19,13 @@ class ModelConfig:
   facenet_weights: str = ""
   # Hidden units of the two fully connected decoder layers (paper Sec. 4).
   decoder_units: int = 1024
+  # Std of the truncated-normal init of the decoder's output kernel (bias 0):
+  # small, so that a new decoder predicts coefficients ~0 (the mean face);
+  # with FaceNet features this gives an initial coefficient std of ~0.005.
+  decoder_output_init_stddev: float = 1e-3
+  # Face crops (data/face_crop.py), FaceNet convention: the MTCNN box fills
+  # the crop but for this margin, output pixels in total (half per side), at
+  # a 160x160 crop (davidsandberg/facenet: --image_size 160 --margin 32).
+  face_crop_margin_pixels: int = 32
+  # MTCNN detections below this confidence are ignored (keras-facenet: 0.95).
+  face_min_confidence: float = 0.95

@@ -1,7 +1,11 @@
-"""Camera, pose, lighting and rasterisation settings.
+"""Camera, pose, lighting, material and rasterisation settings.
 
 Units: millimetres for distances (the morphable models are in mm), degrees for
 angles, kelvin for colour temperatures.  Image sizes are (height, width).
+Spaces: *model space* is the morphable model's (mm, +x the subject's left,
++y up, +z towards the viewer); *camera space* (also called eye space) has its
+origin at the camera's centre of projection, +x image right, +y image up, and
+the camera looks along -z.  Lights live in camera space.
 """
 import dataclasses
 from typing import Tuple
@@ -12,32 +16,85 @@ class RendererConfig:
   """Everything the renderer needs to turn coefficients into an image."""
   # Output image size (height, width) in pixels; FaceNet takes 160x160.
   image_size: Tuple[int, int] = (160, 160)
-  # Vertical field of view of the pinhole camera, degrees.
-  fov_y_degrees: float = 12.0
-  # Distance from the camera centre to the face's origin, mm.
+
+  # --- Camera (renderer/camera.py) -------------------------------------------
+  # The camera sits on the +z axis of model space, `camera_distance_mm` in
+  # front of `look_at_mm`, looking at it with +y up.  Together with
+  # `fov_y_degrees` this frames the face like FaceNet's training crops: the
+  # MTCNN box of the mean demo face fills 128 of 160 pixels, centred
+  # (facenet's align_dataset_mtcnn: margin 32 px at image size 160), as
+  # calibrated by tests/test_demo_face_detection.py.
+  # Vertical field of view of the pinhole camera, degrees.  A portrait at about
+  # one metre with a normal lens.
+  fov_y_degrees: float = 10.0
+  # Distance from the camera centre to `look_at_mm`, mm.
   camera_distance_mm: float = 1000.0
-  # Clip planes, mm from the camera.
+  # Model-space point at the image centre (the centre of the MTCNN face box,
+  # between the eyes and the chin), mm.
+  look_at_mm: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+  # Model-space pivot of the head rotation (yaw, pitch, roll), mm: roughly the
+  # centre of the skull, behind the face.
+  rotation_center_mm: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+  # Clip planes, mm from the camera along the view axis.
   near_mm: float = 100.0
   far_mm: float = 5000.0
-  # Uniform random pose ranges (min, max), degrees.  Yaw turns the head left/
-  # right, pitch nods, roll tilts in the image plane.
+
+  # --- Random poses (camera.sample_poses) -------------------------------------
+  # Uniform ranges (min, max), degrees.  Yaw turns the head about the vertical
+  # axis (positive: the nose turns towards the image's right), pitch about the
+  # horizontal axis (positive: the nose turns down), roll about the view axis
+  # (positive: counter-clockwise in the image).  Near-frontal ranges like the
+  # bulk of FaceNet's training crops, where MTCNN detects reliably.
   yaw_range_degrees: Tuple[float, float] = (-30.0, 30.0)
-  pitch_range_degrees: Tuple[float, float] = (-15.0, 15.0)
+  pitch_range_degrees: Tuple[float, float] = (-10.0, 10.0)
   roll_range_degrees: Tuple[float, float] = (-10.0, 10.0)
-  # Two point lights, each at a random direction in front of the face at a
-  # distance drawn from this range, mm ("a few metres", paper Sec. 4).
+
+  # --- Random lights (renderer/lighting.py) -----------------------------------
+  # Number of point lights ("two point lights", paper Sec. 4).
+  light_count: int = 2
+  # Each light sits at a random direction from the face centre within this
+  # angle of the camera axis (the frontal hemisphere is 90), degrees ...
+  light_max_angle_degrees: float = 70.0
+  # ... at a random distance in this range, mm ("a few metres").
   light_distance_range_mm: Tuple[float, float] = (2000.0, 4000.0)
-  light_intensity_range: Tuple[float, float] = (0.3, 0.8)
-  ambient_intensity_range: Tuple[float, float] = (0.2, 0.4)
-  # Light colour temperatures, kelvin (tungsten ~2700 to overcast ~7500).
-  color_temperature_range_kelvin: Tuple[float, float] = (2700.0, 7500.0)
-  # Phong shininess exponent (dimensionless) and specular strength factor.
+  # Radiance scale of each point light (dimensionless: an albedo-1 surface
+  # facing the light shades to this value per colour channel of luminance 1).
+  light_intensity_range: Tuple[float, float] = (0.25, 0.6)
+  # Ambient light intensity (same scale).
+  ambient_intensity_range: Tuple[float, float] = (0.3, 0.5)
+  # Light sources, colour temperature ranges (min, max) in kelvin: tungsten,
+  # halogen, fluorescent, daylight, overcast sky.  Each light picks one at
+  # random, uniformly, then a temperature uniformly in its range ...
+  light_sources_kelvin: Tuple[Tuple[float, float], ...] = (
+      (2700.0, 2700.0), (3200.0, 3200.0), (4000.0, 4000.0),
+      (5500.0, 6500.0), (7000.0, 7000.0))
+  # ... perturbed by a uniform offset in +-this, kelvin.
+  color_temperature_jitter_kelvin: float = 300.0
+  # Colour temperature that renders white: the camera's white balance
+  # (daylight D65, 6500 K; see lighting.kelvin_to_rgb), kelvin.
+  white_balance_kelvin: float = 6500.0
+
+  # --- Material (renderer/shading.py) -----------------------------------------
+  # Phong shininess exponent, dimensionless (skin: broad, soft highlights).
   shininess: float = 20.0
-  specular_strength: float = 0.15
-  # Supersampling factor per axis (1: none).
+  # Specular albedo (grey) = specular_strength * lerp(0.04, luminance(diffuse),
+  # specular_diffuse_mix): 0.04 is the normal-incidence reflectance of a
+  # dielectric with refractive index ~1.5 (skin ~1.4); mixing in the diffuse
+  # luminance makes dark skin slightly less shiny.  Dimensionless.
+  specular_strength: float = 1.5
+  specular_diffuse_mix: float = 0.25
+
+  # --- Image formation (renderer/render.py) -----------------------------------
+  # Supersampling factor per axis: render at k times the size and average
+  # k x k blocks (1: none).
   supersampling: int = 1
-  # "constant", "random" or "noise"; constant background colour in [0, 1].
+  # Background behind the face: "constant" (background_color) or "random" (a
+  # uniform random colour per image, in background_value_range per channel,
+  # drawn from the render's background seed).
   background: str = "random"
   background_color: Tuple[float, float, float] = (0.5, 0.5, 0.5)
-  # Visibility backend: "auto" (fastest for the device), "op" or "tf".
+  background_value_range: Tuple[float, float] = (0.0, 1.0)
+  # Rasteriser / shading backend: "op" (compiled C++ kernels), "tf" (pure
+  # TensorFlow) or "auto" (the op when it is built and the inputs live on the
+  # CPU, else tf).
   backend: str = "auto"

@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+start=$(date +%s)
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
@@ -14,3 +15,4 @@ fi
 .venv/bin/python -m pip install -q --no-build-isolation -e ".[test]"
 .venv/bin/python -c "import unsup3dmm.renderer.rasterize_op as r; r.load_op_library()" \
   && echo "bootstrap: ok (.venv ready, rasteriser op loads)"
+echo "bootstrap: install took $(( $(date +%s) - start )) s"

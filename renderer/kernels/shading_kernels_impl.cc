@@ -1,0 +1,414 @@
+// Deferred-shading stages and their backward passes (see the header).
+
+#include "shading_kernels_impl.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace unsup3dmm {
+namespace {
+
+// The (x, y, w) clip coordinates of a triangle's three vertices, in double:
+// the edge functions cancel large terms, double keeps them exact enough.
+inline void LoadCorners(const float* clip_vertices, const int32_t* triangle,
+                        double v[3][3]) {
+  for (int k = 0; k < 3; ++k) {
+    const float* c = clip_vertices + 4 * static_cast<int64_t>(triangle[k]);
+    v[k][0] = c[0];
+    v[k][1] = c[1];
+    v[k][2] = c[3];
+  }
+}
+
+inline void Cross(const double a[3], const double b[3], double out[3]) {
+  out[0] = a[1] * b[2] - a[2] * b[1];
+  out[1] = a[2] * b[0] - a[0] * b[2];
+  out[2] = a[0] * b[1] - a[1] * b[0];
+}
+
+inline double Dot(const double a[3], const double b[3]) {
+  return a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+}
+
+inline void PixelCenter(int64_t pixel, int height, int width, double p[3]) {
+  const int64_t row = pixel / width;
+  const int64_t column = pixel - row * width;
+  p[0] = (column + 0.5) * (2.0 / width) - 1.0;
+  p[1] = 1.0 - (row + 0.5) * (2.0 / height);
+  p[2] = 1.0;
+}
+
+// e_k = p . (v_{k+1} x v_{k+2}) and their guarded sum.
+inline void EdgeFunctions(const double p[3], const double v[3][3],
+                          double e[3], double* total, bool* guarded) {
+  for (int k = 0; k < 3; ++k) {
+    double c[3];
+    Cross(v[(k + 1) % 3], v[(k + 2) % 3], c);
+    e[k] = Dot(p, c);
+  }
+  const double sum = e[0] + e[1] + e[2];
+  *guarded = std::abs(sum) < kDenominatorEpsilon;
+  *total = *guarded ? (sum < 0.0 ? -kDenominatorEpsilon : kDenominatorEpsilon)
+                    : sum;
+}
+
+struct Vec3 {
+  float x, y, z;
+};
+
+inline Vec3 Load(const float* p) { return {p[0], p[1], p[2]}; }
+inline void Store(const Vec3& v, float* p) {
+  p[0] = v.x;
+  p[1] = v.y;
+  p[2] = v.z;
+}
+inline void AddTo(const Vec3& v, float* p) {
+  p[0] += v.x;
+  p[1] += v.y;
+  p[2] += v.z;
+}
+inline Vec3 operator+(const Vec3& a, const Vec3& b) {
+  return {a.x + b.x, a.y + b.y, a.z + b.z};
+}
+inline Vec3 operator-(const Vec3& a, const Vec3& b) {
+  return {a.x - b.x, a.y - b.y, a.z - b.z};
+}
+inline Vec3 operator-(const Vec3& a) { return {-a.x, -a.y, -a.z}; }
+inline Vec3 operator*(float s, const Vec3& a) {
+  return {s * a.x, s * a.y, s * a.z};
+}
+inline Vec3 operator*(const Vec3& a, const Vec3& b) {
+  return {a.x * b.x, a.y * b.y, a.z * b.z};
+}
+inline float Dot(const Vec3& a, const Vec3& b) {
+  return a.x * b.x + a.y * b.y + a.z * b.z;
+}
+inline Vec3 Cross(const Vec3& a, const Vec3& b) {
+  return {a.y * b.z - a.z * b.y, a.z * b.x - a.x * b.z,
+          a.x * b.y - a.y * b.x};
+}
+inline float Sum(const Vec3& a) { return a.x + a.y + a.z; }
+
+// Normalisation as shading.py's _normalize: v / sqrt(max(|v|^2, eps)).
+struct Normalized {
+  Vec3 unit;
+  float inverse_length;
+  bool floored;  // |v|^2 < eps: the length is the constant sqrt(eps).
+};
+
+inline Normalized Normalize(const Vec3& v) {
+  const float squared = Dot(v, v);
+  const bool floored = !(squared >= kNormalizeEpsilon);
+  const float inverse = 1.0f / std::sqrt(floored ? kNormalizeEpsilon : squared);
+  return {inverse * v, inverse, floored};
+}
+
+// Backward of Normalize: gradient of v from the gradient of the unit vector.
+inline Vec3 NormalizeGrad(const Normalized& n, const Vec3& grad_unit) {
+  if (n.floored) return n.inverse_length * grad_unit;
+  return n.inverse_length * (grad_unit - Dot(n.unit, grad_unit) * n.unit);
+}
+
+inline Vec3 LuminanceWeights() {
+  return {kLuminanceWeights[0], kLuminanceWeights[1], kLuminanceWeights[2]};
+}
+
+inline float SpecularAlbedo(const Vec3& albedo, const Material& material) {
+  const float mix = material.specular_diffuse_mix;
+  return material.specular_strength *
+         ((1.0f - mix) * kDielectricReflectance +
+          mix * Dot(albedo, LuminanceWeights()));
+}
+
+}  // namespace
+
+void ComputeBarycentrics(const float* clip_vertices, const int32_t* triangles,
+                         const int32_t* triangle_ids, int height, int width,
+                         int64_t begin, int64_t end, float* barycentrics) {
+  for (int64_t pixel = begin; pixel < end; ++pixel) {
+    float* out = barycentrics + 3 * pixel;
+    const int32_t id = triangle_ids[pixel];
+    if (id < 0) {
+      out[0] = out[1] = out[2] = 0.0f;
+      continue;
+    }
+    double v[3][3], p[3], e[3], total;
+    bool guarded;
+    LoadCorners(clip_vertices, triangles + 3 * static_cast<int64_t>(id), v);
+    PixelCenter(pixel, height, width, p);
+    EdgeFunctions(p, v, e, &total, &guarded);
+    for (int k = 0; k < 3; ++k) out[k] = static_cast<float>(e[k] / total);
+  }
+}
+
+void BarycentricsGrad(const float* clip_vertices, const int32_t* triangles,
+                      const int32_t* triangle_ids, int height, int width,
+                      const float* grad_barycentrics,
+                      float* grad_clip_vertices) {
+  static constexpr int kClipComponent[3] = {0, 1, 3};  // x, y, w
+  const int64_t pixels = static_cast<int64_t>(height) * width;
+  for (int64_t pixel = 0; pixel < pixels; ++pixel) {
+    const int32_t id = triangle_ids[pixel];
+    if (id < 0) continue;
+    const float* grad = grad_barycentrics + 3 * pixel;
+    if (grad[0] == 0.0f && grad[1] == 0.0f && grad[2] == 0.0f) continue;
+    const int32_t* triangle = triangles + 3 * static_cast<int64_t>(id);
+    double v[3][3], p[3], e[3], total;
+    bool guarded;
+    LoadCorners(clip_vertices, triangle, v);
+    PixelCenter(pixel, height, width, p);
+    EdgeFunctions(p, v, e, &total, &guarded);
+    // b_k = e_k / total: d b_k / d e_j = (delta_kj - b_k [not guarded]) / total.
+    double weighted = 0.0;
+    if (!guarded) {
+      for (int k = 0; k < 3; ++k) weighted += grad[k] * (e[k] / total);
+    }
+    for (int j = 0; j < 3; ++j) {
+      const double grad_edge = (grad[j] - weighted) / total;
+      const int a = (j + 1) % 3;
+      const int b = (j + 2) % 3;
+      // e_j = p . (v_a x v_b) = v_a . (v_b x p) = v_b . (p x v_a).
+      double grad_a[3], grad_b[3];
+      Cross(v[b], p, grad_a);
+      Cross(p, v[a], grad_b);
+      float* out_a = grad_clip_vertices + 4 * static_cast<int64_t>(triangle[a]);
+      float* out_b = grad_clip_vertices + 4 * static_cast<int64_t>(triangle[b]);
+      for (int c = 0; c < 3; ++c) {
+        out_a[kClipComponent[c]] += static_cast<float>(grad_edge * grad_a[c]);
+        out_b[kClipComponent[c]] += static_cast<float>(grad_edge * grad_b[c]);
+      }
+    }
+  }
+}
+
+void Interpolate(const float* attributes, int channels,
+                 const int32_t* triangles, const int32_t* triangle_ids,
+                 const float* barycentrics, int64_t begin, int64_t end,
+                 float* out) {
+  for (int64_t pixel = begin; pixel < end; ++pixel) {
+    float* value = out + channels * pixel;
+    const int32_t id = triangle_ids[pixel];
+    if (id < 0) {
+      std::fill(value, value + channels, 0.0f);
+      continue;
+    }
+    const int32_t* triangle = triangles + 3 * static_cast<int64_t>(id);
+    const float* b = barycentrics + 3 * pixel;
+    const float* a0 = attributes + channels * static_cast<int64_t>(triangle[0]);
+    const float* a1 = attributes + channels * static_cast<int64_t>(triangle[1]);
+    const float* a2 = attributes + channels * static_cast<int64_t>(triangle[2]);
+    for (int c = 0; c < channels; ++c) {
+      value[c] = b[0] * a0[c] + b[1] * a1[c] + b[2] * a2[c];
+    }
+  }
+}
+
+void InterpolateGrad(const float* attributes, int channels,
+                     const int32_t* triangles, const int32_t* triangle_ids,
+                     const float* barycentrics, const float* grad_out,
+                     int64_t begin, int64_t end, float* grad_attributes,
+                     float* grad_barycentrics) {
+  for (int64_t pixel = begin; pixel < end; ++pixel) {
+    const int32_t id = triangle_ids[pixel];
+    float* grad_b =
+        grad_barycentrics == nullptr ? nullptr : grad_barycentrics + 3 * pixel;
+    if (id < 0) {
+      if (grad_b != nullptr) grad_b[0] = grad_b[1] = grad_b[2] = 0.0f;
+      continue;
+    }
+    const int32_t* triangle = triangles + 3 * static_cast<int64_t>(id);
+    const float* b = barycentrics + 3 * pixel;
+    const float* grad = grad_out + channels * pixel;
+    for (int k = 0; k < 3; ++k) {
+      const int64_t row = channels * static_cast<int64_t>(triangle[k]);
+      if (grad_b != nullptr) {
+        const float* a = attributes + row;
+        float sum = 0.0f;
+        for (int c = 0; c < channels; ++c) sum += grad[c] * a[c];
+        grad_b[k] = sum;
+      }
+      if (grad_attributes != nullptr) {
+        float* out = grad_attributes + row;
+        for (int c = 0; c < channels; ++c) out[c] += b[k] * grad[c];
+      }
+    }
+  }
+}
+
+namespace {
+
+void SumFaceNormals(const float* vertices, int64_t vertex_count,
+                    const int32_t* triangles, int64_t triangle_count,
+                    float* sums) {
+  std::fill(sums, sums + 3 * vertex_count, 0.0f);
+  for (int64_t t = 0; t < triangle_count; ++t) {
+    const int32_t* triangle = triangles + 3 * t;
+    const Vec3 p0 = Load(vertices + 3 * static_cast<int64_t>(triangle[0]));
+    const Vec3 p1 = Load(vertices + 3 * static_cast<int64_t>(triangle[1]));
+    const Vec3 p2 = Load(vertices + 3 * static_cast<int64_t>(triangle[2]));
+    const Vec3 face = Cross(p1 - p0, p2 - p0);
+    for (int k = 0; k < 3; ++k) {
+      AddTo(face, sums + 3 * static_cast<int64_t>(triangle[k]));
+    }
+  }
+}
+
+}  // namespace
+
+void VertexNormals(const float* vertices, int64_t vertex_count,
+                   const int32_t* triangles, int64_t triangle_count,
+                   float* sums, float* normals) {
+  SumFaceNormals(vertices, vertex_count, triangles, triangle_count, sums);
+  for (int64_t v = 0; v < vertex_count; ++v) {
+    Store(Normalize(Load(sums + 3 * v)).unit, normals + 3 * v);
+  }
+}
+
+void VertexNormalsGrad(const float* vertices, int64_t vertex_count,
+                       const int32_t* triangles, int64_t triangle_count,
+                       const float* grad_normals, float* sums,
+                       float* grad_vertices) {
+  SumFaceNormals(vertices, vertex_count, triangles, triangle_count, sums);
+  // sums <- gradient of the summed (unnormalised) normals.
+  for (int64_t v = 0; v < vertex_count; ++v) {
+    const Normalized n = Normalize(Load(sums + 3 * v));
+    Store(NormalizeGrad(n, Load(grad_normals + 3 * v)), sums + 3 * v);
+  }
+  for (int64_t t = 0; t < triangle_count; ++t) {
+    const int32_t* triangle = triangles + 3 * t;
+    const int64_t i0 = 3 * static_cast<int64_t>(triangle[0]);
+    const int64_t i1 = 3 * static_cast<int64_t>(triangle[1]);
+    const int64_t i2 = 3 * static_cast<int64_t>(triangle[2]);
+    const Vec3 grad = Load(sums + i0) + Load(sums + i1) + Load(sums + i2);
+    const Vec3 p0 = Load(vertices + i0);
+    const Vec3 edge1 = Load(vertices + i1) - p0;
+    const Vec3 edge2 = Load(vertices + i2) - p0;
+    // face = edge1 x edge2: d/d edge1 = edge2 x g, d/d edge2 = g x edge1.
+    const Vec3 grad_edge1 = Cross(edge2, grad);
+    const Vec3 grad_edge2 = Cross(grad, edge1);
+    AddTo(grad_edge1, grad_vertices + i1);
+    AddTo(grad_edge2, grad_vertices + i2);
+    AddTo(-(grad_edge1 + grad_edge2), grad_vertices + i0);
+  }
+}
+
+void PhongShade(const float* albedo, const float* normals,
+                const float* positions, const float* mask, const Lights& lights,
+                const Material& material, int64_t begin, int64_t end,
+                float* radiance) {
+  const Vec3 ambient = Load(lights.ambient);
+  for (int64_t pixel = begin; pixel < end; ++pixel) {
+    const float coverage = mask[pixel];
+    if (coverage == 0.0f) {
+      Store({0.0f, 0.0f, 0.0f}, radiance + 3 * pixel);
+      continue;
+    }
+    const Vec3 kd = Load(albedo + 3 * pixel);
+    const Vec3 position = Load(positions + 3 * pixel);
+    const Vec3 n = Normalize(Load(normals + 3 * pixel)).unit;
+    const Vec3 to_camera = Normalize(-position).unit;
+    const float ks = SpecularAlbedo(kd, material);
+    Vec3 total = kd * ambient;
+    for (int l = 0; l < lights.light_count; ++l) {
+      const Vec3 color = Load(lights.colors + 3 * l);
+      const Vec3 to_light =
+          Normalize(Load(lights.positions + 3 * l) - position).unit;
+      const float cosine = Dot(n, to_light);
+      if (!(cosine > 0.0f)) continue;
+      const Vec3 reflected = 2.0f * cosine * n - to_light;
+      const float alignment = Dot(reflected, to_camera);
+      const float highlight =
+          alignment > 0.0f
+              ? std::pow(std::max(alignment, kNormalizeEpsilon),
+                         material.shininess)
+              : 0.0f;
+      total = total + color * (cosine * kd + Vec3{ks * highlight,
+                                                  ks * highlight,
+                                                  ks * highlight});
+    }
+    Store(coverage * total, radiance + 3 * pixel);
+  }
+}
+
+void PhongShadeGrad(const float* albedo, const float* normals,
+                    const float* positions, const float* mask,
+                    const Lights& lights, const Material& material,
+                    const float* grad_radiance, int64_t begin, int64_t end,
+                    float* grad_albedo, float* grad_normals,
+                    float* grad_positions, float* grad_light_positions,
+                    float* grad_light_colors, float* grad_ambient) {
+  const Vec3 ambient = Load(lights.ambient);
+  const float mix = material.specular_diffuse_mix;
+  const float shininess = material.shininess;
+  for (int64_t pixel = begin; pixel < end; ++pixel) {
+    const Vec3 grad = mask[pixel] * Load(grad_radiance + 3 * pixel);
+    if (mask[pixel] == 0.0f || (grad.x == 0.0f && grad.y == 0.0f &&
+                                grad.z == 0.0f)) {
+      Store({0.0f, 0.0f, 0.0f}, grad_albedo + 3 * pixel);
+      Store({0.0f, 0.0f, 0.0f}, grad_normals + 3 * pixel);
+      Store({0.0f, 0.0f, 0.0f}, grad_positions + 3 * pixel);
+      continue;
+    }
+    const Vec3 kd = Load(albedo + 3 * pixel);
+    const Vec3 position = Load(positions + 3 * pixel);
+    const Normalized n = Normalize(Load(normals + 3 * pixel));
+    const Normalized view = Normalize(-position);
+    const float ks = SpecularAlbedo(kd, material);
+
+    Vec3 grad_kd = grad * ambient;
+    AddTo(grad * kd, grad_ambient);
+    Vec3 grad_n = {0.0f, 0.0f, 0.0f};
+    Vec3 grad_view = {0.0f, 0.0f, 0.0f};
+    Vec3 grad_position = {0.0f, 0.0f, 0.0f};
+    float grad_ks = 0.0f;
+    for (int l = 0; l < lights.light_count; ++l) {
+      const Vec3 color = Load(lights.colors + 3 * l);
+      const Normalized to_light =
+          Normalize(Load(lights.positions + 3 * l) - position);
+      const Vec3& light = to_light.unit;
+      const float cosine = Dot(n.unit, light);
+      if (!(cosine > 0.0f)) continue;
+      const Vec3 reflected = 2.0f * cosine * n.unit - light;
+      const float alignment = Dot(reflected, view.unit);
+      const bool shiny = alignment > 0.0f;
+      const float base = std::max(alignment, kNormalizeEpsilon);
+      const float highlight = shiny ? std::pow(base, shininess) : 0.0f;
+      const Vec3 grad_color = grad * color;  // per channel
+      // radiance += color * (cosine * kd + ks * highlight).
+      grad_kd = grad_kd + cosine * grad_color;
+      AddTo(cosine * (grad * kd) + (ks * highlight) * grad,
+            grad_light_colors + 3 * l);
+      float grad_cosine = Dot(grad_color, kd);
+      const float grad_color_sum = Sum(grad_color);
+      grad_ks += grad_color_sum * highlight;
+      const float grad_alignment =
+          (shiny && alignment >= kNormalizeEpsilon)
+              ? grad_color_sum * ks * shininess *
+                    std::pow(base, shininess - 1.0f)
+              : 0.0f;
+      // alignment = reflected . view, reflected = 2 cosine n - light.
+      const Vec3 grad_reflected = grad_alignment * view.unit;
+      grad_view = grad_view + grad_alignment * reflected;
+      grad_cosine += 2.0f * Dot(grad_reflected, n.unit);
+      grad_n = grad_n + (2.0f * cosine) * grad_reflected;
+      Vec3 grad_light = -grad_reflected;
+      // cosine = n . light.
+      grad_n = grad_n + grad_cosine * light;
+      grad_light = grad_light + grad_cosine * n.unit;
+      // light = normalize(light_position - position).
+      const Vec3 grad_offset = NormalizeGrad(to_light, grad_light);
+      AddTo(grad_offset, grad_light_positions + 3 * l);
+      grad_position = grad_position - grad_offset;
+    }
+    // ks = strength ((1 - mix) 0.04 + mix * luminance(kd)).
+    grad_kd = grad_kd + (material.specular_strength * mix * grad_ks) *
+                            LuminanceWeights();
+    // view = normalize(-position).
+    grad_position = grad_position - NormalizeGrad(view, grad_view);
+    Store(grad_kd, grad_albedo + 3 * pixel);
+    Store(NormalizeGrad(n, grad_n), grad_normals + 3 * pixel);
+    Store(grad_position, grad_positions + 3 * pixel);
+  }
+}
+
+}  // namespace unsup3dmm

@@ -1,0 +1,216 @@
+"""Vertex normals and deferred Phong shading.
+
+Shading happens per pixel ("deferred") on the interpolated albedo, normal and
+camera-space position of the visible surface, with point lights and an ambient
+term (Phong 1975)::
+
+    n = normalize(normal),  v = normalize(-position)   (towards the camera)
+    k_s = specular_strength * lerp(0.04, Y(albedo), specular_diffuse_mix)
+    colour = albedo * ambient
+           + sum_l [n.l_l > 0] * (albedo * c_l * (n.l_l)
+                                  + k_s * c_l * max(r_l.v, 0)^shininess)
+    l_l = normalize(light_l - position),  r_l = 2 (n.l_l) n - l_l
+
+where ``c_l`` is light ``l``'s RGB colour times intensity and ``Y`` the Rec. 709
+luminance.  The specular colour is grey (a dielectric reflects the light's
+colour), 0.04 being the normal-incidence reflectance of a dielectric of
+refractive index ~1.5; mixing in the diffuse luminance is a heuristic that
+makes dark skin less shiny.  Lights have no distance fall-off: they are a few
+metres away, so it would vary by a few percent across a face.
+
+Both backends ("tf": TensorFlow ops; "op": C++ kernels with registered
+gradients, CPU only) compute the same values and gradients.
+"""
+from typing import NamedTuple
+
+import tensorflow as tf
+
+from unsup3dmm.renderer import barycentrics as barycentrics_lib
+from unsup3dmm.renderer import lighting
+from unsup3dmm.renderer import shading_op
+from unsup3dmm.renderer.config import RendererConfig
+
+# Normal-incidence reflectance of a dielectric (refractive index ~1.5).
+DIELECTRIC_REFLECTANCE = 0.04
+# Squared-length floor of vectors before normalisation (as
+# tf.math.l2_normalize): keeps zero vectors (empty pixels) finite.
+NORMALIZE_EPSILON = 1e-12
+
+
+class Material(NamedTuple):
+  """Phong material constants (Python floats, no gradient).
+
+  Attributes:
+    shininess: Phong exponent, >= 1.
+    specular_strength: scale of the specular albedo, >= 0.
+    specular_diffuse_mix: in [0, 1], weight of the diffuse luminance in the
+      specular albedo.
+  """
+  shininess: float
+  specular_strength: float
+  specular_diffuse_mix: float
+
+  @classmethod
+  def from_config(cls, config: RendererConfig) -> "Material":
+    material = cls(float(config.shininess), float(config.specular_strength),
+                   float(config.specular_diffuse_mix))
+    check_material(material, "config")
+    return material
+
+
+def check_material(material: Material, name: str = "material"):
+  """Raises ValueError for out-of-range material constants."""
+  if not isinstance(material, Material):
+    raise ValueError(f"{name} must be a Material, got {type(material)}")
+  if not material.shininess >= 1.0:
+    raise ValueError(f"{name}.shininess must be >= 1, got "
+                     f"{material.shininess}")
+  if not material.specular_strength >= 0.0:
+    raise ValueError(f"{name}.specular_strength must be >= 0, got "
+                     f"{material.specular_strength}")
+  if not 0.0 <= material.specular_diffuse_mix <= 1.0:
+    raise ValueError(f"{name}.specular_diffuse_mix must be in [0, 1], got "
+                     f"{material.specular_diffuse_mix}")
+
+
+def vertex_normals(vertices, triangles, backend: str = "tf") -> tf.Tensor:
+  """Unit vertex normals: area-weighted face normals summed at the vertices.
+
+  Args:
+    vertices: float32 ``[batch, vertex_count, 3]``, any space (the normals are
+      in the same space), e.g. camera space, mm.
+    triangles: int32 ``[triangle_count, 3]``; counter-clockwise seen from
+      outside (the normal points outwards).
+    backend: "tf" or "op".
+
+  Returns:
+    float32 ``[batch, vertex_count, 3]`` unit normals; zero for vertices in no
+    (non-degenerate) triangle.  Differentiable with respect to ``vertices``.
+
+  Raises:
+    ValueError: for badly shaped inputs or an unknown backend.
+  """
+  vertices = tf.convert_to_tensor(vertices, tf.float32)
+  if vertices.shape.rank != 3 or vertices.shape[-1] != 3:
+    raise ValueError("vertices must have shape [batch, vertex_count, 3], got "
+                     f"{vertices.shape}")
+  triangles = tf.convert_to_tensor(triangles)
+  if not triangles.dtype.is_integer or triangles.shape.rank != 2 or (
+      triangles.shape[1] != 3):
+    raise ValueError("triangles must be an int32 tensor of shape "
+                     f"[triangle_count, 3], got {triangles.dtype.name} "
+                     f"{triangles.shape}")
+  triangles = tf.cast(triangles, tf.int32)
+  if barycentrics_lib.check_backend(backend) == "op":
+    return shading_op.vertex_normals(vertices, triangles)
+  return vertex_normals_tf(vertices, triangles)
+
+
+def _normalize(vectors):
+  """Unit vectors along the last axis; zero stays zero (see epsilon)."""
+  return vectors * tf.math.rsqrt(tf.maximum(
+      tf.reduce_sum(vectors * vectors, axis=-1, keepdims=True),
+      NORMALIZE_EPSILON))
+
+
+def vertex_normals_tf(vertices, triangles) -> tf.Tensor:
+  """TensorFlow backend of :func:`vertex_normals` (no checks).
+
+  Works vertex-major (``[vertex_count, batch, 3]``) so that the gathers and
+  the segment sum move whole rows of ``batch * 3`` floats.
+  """
+  batch_size = tf.shape(vertices)[0]
+  vertex_count = tf.shape(vertices)[1]
+  by_vertex = tf.reshape(tf.transpose(vertices, [1, 0, 2]),
+                         [vertex_count, batch_size, 3])
+  p0, p1, p2 = (tf.gather(by_vertex, triangles[:, k]) for k in range(3))
+  face = tf.linalg.cross(p1 - p0, p2 - p0)        # [T, B, 3], |.| = 2 area
+  summed = tf.math.unsorted_segment_sum(
+      tf.concat([face, face, face], axis=0),
+      tf.concat([triangles[:, 0], triangles[:, 1], triangles[:, 2]], axis=0),
+      vertex_count)
+  return tf.transpose(_normalize(summed), [1, 0, 2])
+
+
+def check_pixel_inputs(albedo, normals, positions, mask, lights):
+  """Shape checks of :func:`phong_shade`'s inputs; returns them as tensors."""
+  albedo = tf.convert_to_tensor(albedo, tf.float32)
+  if albedo.shape.rank != 4 or albedo.shape[-1] != 3:
+    raise ValueError("albedo must have shape [batch, height, width, 3], got "
+                     f"{albedo.shape}")
+  normals = tf.convert_to_tensor(normals, tf.float32)
+  positions = tf.convert_to_tensor(positions, tf.float32)
+  for name, value in (("normals", normals), ("positions_mm", positions)):
+    if not value.shape.is_compatible_with(albedo.shape):
+      raise ValueError(f"{name} must have the shape of albedo "
+                       f"{albedo.shape}, got {value.shape}")
+  mask = tf.convert_to_tensor(mask, tf.float32)
+  if not mask.shape.is_compatible_with(albedo.shape[:3]):
+    raise ValueError(f"mask must have shape {albedo.shape[:3]}, got "
+                     f"{mask.shape}")
+  lights = lighting.check_lights(lights, albedo.shape[0])
+  return albedo, normals, positions, mask, lights
+
+
+def phong_shade(albedo, normals, positions_mm, mask, lights: lighting.Lights,
+                material: Material, backend: str = "tf") -> tf.Tensor:
+  """Deferred Phong shading of every pixel (see the module docstring).
+
+  Args:
+    albedo: float32 ``[batch, height, width, 3]``, linear RGB diffuse albedo,
+      nominally in [0, 1].
+    normals: float32 ``[batch, height, width, 3]``, camera space, any length
+      (normalised here).
+    positions_mm: float32 ``[batch, height, width, 3]``, camera space, mm.
+    mask: float32 ``[batch, height, width]``, 1 where a surface is visible,
+      0 where empty (output 0, no gradient).
+    lights: :class:`Lights` in camera space.
+    material: :class:`Material`.
+    backend: "tf" or "op".
+
+  Returns:
+    float32 ``[batch, height, width, 3]`` linear RGB radiance, >= 0, not
+    clipped; 0 where ``mask`` is 0.  Gradients flow to albedo, normals,
+    positions and the lights' positions, colours and ambient term (not to
+    ``mask``).
+
+  Raises:
+    ValueError: for badly shaped inputs, a bad material or unknown backend.
+  """
+  albedo, normals, positions_mm, mask, lights = check_pixel_inputs(
+      albedo, normals, positions_mm, mask, lights)
+  check_material(material)
+  if barycentrics_lib.check_backend(backend) == "op":
+    return shading_op.phong_shade(albedo, normals, positions_mm, mask, lights,
+                                  material)
+  return phong_shade_tf(albedo, normals, positions_mm, mask, lights, material)
+
+
+def phong_shade_tf(albedo, normals, positions_mm, mask, lights, material
+                   ) -> tf.Tensor:
+  """TensorFlow backend of :func:`phong_shade` (no checks)."""
+  n = _normalize(normals)
+  to_camera = _normalize(-positions_mm)
+  luminance = tf.reduce_sum(
+      albedo * tf.constant(lighting.LUMINANCE_WEIGHTS), axis=-1,
+      keepdims=True)
+  specular_albedo = material.specular_strength * (
+      (1.0 - material.specular_diffuse_mix) * DIELECTRIC_REFLECTANCE +
+      material.specular_diffuse_mix * luminance)
+  radiance = albedo * lights.ambient[:, None, None, :]
+  light_count = lights.positions_mm.shape[1]
+  for index in range(light_count):
+    color = lights.colors[:, None, None, index, :]                # [B,1,1,3]
+    to_light = _normalize(lights.positions_mm[:, None, None, index, :] -
+                          positions_mm)
+    cosine = tf.reduce_sum(n * to_light, axis=-1, keepdims=True)
+    lit = cosine > 0.0
+    reflected = 2.0 * cosine * n - to_light
+    alignment = tf.reduce_sum(reflected * to_camera, axis=-1, keepdims=True)
+    highlight = tf.where(
+        tf.logical_and(lit, alignment > 0.0),
+        tf.pow(tf.maximum(alignment, NORMALIZE_EPSILON), material.shininess),
+        0.0)
+    radiance += color * (albedo * tf.where(lit, cosine, 0.0) +
+                         specular_albedo * highlight)
+  return radiance * mask[..., None]
