@@ -60,6 +60,8 @@ class PreparationStats:
       default_factory=collections.Counter)
   # (path, reason) of every skipped file, for the log.
   skipped: List[Tuple[str, str]] = dataclasses.field(default_factory=list)
+  # Source file of each usable crop, parallel to the returned crop paths.
+  sources: List[str] = dataclasses.field(default_factory=list)
 
   @property
   def used(self) -> int:
@@ -262,6 +264,7 @@ def prepare_crops(paths: Sequence[str],
     stats.counts[status] += 1
     if status == USED:
       crops.append(crop_path)
+      stats.sources.append(path)
     else:
       stats.skipped.append((path, f"{status}: {record.get('message', '')}"))
   for path, reason in stats.skipped:

@@ -49,20 +49,23 @@ from scipy import sparse
 from unsup3dmm.model import landmarks as landmarks_lib
 from unsup3dmm.model import morphable_model
 
-# Grid: odd column count so that one column lies on the midline.
-_COLUMNS = 131
-_ROWS = 107
-_THETA_MAX_DEGREES = 88.0
-_Y_RANGE_MM = (-112.0, 100.0)
-
-# Face-mask boundary: |theta| <= _MASK_THETA_DEGREES, and
-# y_low(theta) <= y <= y_high(theta) (see _mask).
-_MASK_THETA_DEGREES = 86.0
+# Face mask: the grid covers |theta| <= _THETA_MAX_DEGREES (up to just in
+# front of the ears) and, in each column, y from the jaw line / chin up to the
+# hairline (see _mask_rows), so the outline follows the grid and is smooth.
+# Nodes are _FINE_MM apart (along the surface) over the eyes, nose and mouth,
+# _COARSE_MM apart at the periphery, with smooth transitions.
+_THETA_MAX_DEGREES = 86.0
+_FINE_MM = 1.5
+_COARSE_MM = 3.4
+_FINE_THETA_DEGREES = 42.0
+_FINE_Y_RANGE_MM = (-62.0, 48.0)
+_TRANSITION_MM = 15.0
+# Radius converting azimuth to arc length for the node spacing, mm.
+_ARC_RADIUS_MM = 85.0
 
 # (mean, standard deviation) of each global shape parameter.  Scale factors
 # are dimensionless, the others mm (feature amplitudes or shifts).
 _SHAPE_PARAMETERS: Dict[str, Tuple[float, float]] = {
-    "size": (1.0, 0.025),
     "face_width": (1.0, 0.035),
     "face_length": (1.0, 0.03),
     "face_depth": (1.0, 0.03),
@@ -78,7 +81,7 @@ _SHAPE_PARAMETERS: Dict[str, Tuple[float, float]] = {
     "cheek_fullness_mm": (3.0, 1.5),
     "mouth_protrusion_mm": (6.0, 1.5),
     "lip_fullness": (1.0, 0.2),
-    "chin_mm": (6.0, 2.0),
+    "chin_mm": (8.0, 2.0),
 }
 # Smooth random normal-displacement fields: count and RMS amplitude (mm) of
 # the first one; later ones decay geometrically.
@@ -118,9 +121,9 @@ _DEPTH = _pchip([(-112, 50), (-100, 66), (-90, 76), (-80, 82), (-65, 85),
 _NOSE_HEIGHT = _pchip([(-30, 0), (-25, 1.5), (-21, 6), (-17, 15), (-13, 21.5),
                        (-9, 23), (-4, 21.5), (4, 18), (12, 14), (20, 9.5),
                        (27, 5.5), (33, 3), (40, 0)])
-_NOSE_HALF_WIDTH = _pchip([(-30, 10), (-24, 15), (-19, 17), (-14, 16),
-                           (-8, 13), (0, 11), (10, 9.5), (20, 8.5), (30, 9),
-                           (40, 12)])
+_NOSE_HALF_WIDTH = _pchip([(-30, 11), (-24, 16.5), (-19, 18.5), (-14, 18),
+                           (-8, 15), (0, 12.5), (10, 11), (20, 10), (30, 10.5),
+                           (40, 13)])
 
 # Eyes: centre (|x|, y), half-width of the opening, upper/lower lid heights,
 # canthal tilt (outer corner higher), mm.
@@ -184,7 +187,7 @@ def _features(x, y, p):
   # The nose tables span y in [-30, 40] mm; outside, the nose is flat.
   yn = np.clip(y + n_len, -30.0, 40.0)
   half_width = p["nose_width"] * _NOSE_HALF_WIDTH(yn)
-  across = np.clip(1.0 - (x / half_width)**2, 0.0, None)**2
+  across = np.clip(1.0 - (x / half_width)**2, 0.0, None)**1.7
   profile = p["nose_height"] * _NOSE_HEIGHT(yn)
   profile += p["nose_bridge_mm"] * _gauss(0, yn, 0, 24, 1, 10)
   d += profile * across
@@ -222,17 +225,14 @@ def _surface(theta, y, p):
   normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
   points = np.stack([x0, y, b * cos], axis=-1)
   points += _features(x0, y, p)[:, None] * normal
-  scale = p["size"] * np.array([p["face_width"], p["face_length"],
-                                p["face_depth"]])
-  return points * scale
+  return points * np.array([p["face_width"], p["face_length"],
+                            p["face_depth"]])
 
 
-def _mask(theta_degrees, y):
+def _mask_rows(theta_degrees):
+  """Lower (jaw line, chin) and upper (hairline) face-mask limits of y, mm."""
   t = np.abs(theta_degrees) / 85.0
-  low = -100.0 + 60.0 * t**2.5
-  high = 96.0 - 50.0 * t**3
-  return (np.abs(theta_degrees) <= _MASK_THETA_DEGREES) & (y >= low) & (
-      y <= high)
+  return -100.0 + 60.0 * t**2.5, 96.0 - 50.0 * t**3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,39 +241,54 @@ class _Topology:
   y: np.ndarray           # [V] mm
   triangles: np.ndarray   # [T, 3] int32
   mirror: np.ndarray      # [V] int32
-  grid_index: np.ndarray  # [rows, columns] int: vertex id or -1
+
+
+def _graded_nodes(low, high, fine_low, fine_high):
+  """Node positions (mm) in [low, high]: _FINE_MM apart inside
+  [fine_low, fine_high], _COARSE_MM outside, smooth in between."""
+  t = np.linspace(low, high, 8001)
+  fine = (_smoothstep(fine_low - _TRANSITION_MM, fine_low, t) *
+          _smoothstep(fine_high + _TRANSITION_MM, fine_high, t))
+  density = 1.0 / (_COARSE_MM + (_FINE_MM - _COARSE_MM) * fine)
+  s = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) *
+                                       np.diff(t))])
+  count = int(round(s[-1])) + 1
+  return np.interp(np.linspace(0.0, s[-1], count), s, t)
 
 
 @functools.lru_cache(maxsize=1)
 def _topology() -> _Topology:
-  theta_deg = np.linspace(-_THETA_MAX_DEGREES, _THETA_MAX_DEGREES, _COLUMNS)
-  ys = np.linspace(*_Y_RANGE_MM, _ROWS)
-  tt, yy = np.meshgrid(theta_deg, ys)
-  inside = _mask(tt, yy)
-  index = np.full(inside.shape, -1, np.int64)
-  index[inside] = np.arange(np.count_nonzero(inside))
-  triangles = []
-  half = (_COLUMNS - 1) // 2
-  for j in range(_ROWS - 1):
-    for i in range(_COLUMNS - 1):
-      # Corners: a (i, j), b (i+1, j), c (i, j+1), d (i+1, j+1); +theta is
-      # +x and +j is +y, so (a, b, d) is counter-clockwise seen from +z.
-      a, b = index[j, i], index[j, i + 1]
-      c, d = index[j + 1, i], index[j + 1, i + 1]
-      # Mirror the diagonal on the two halves for a symmetric mesh.
-      if i < half:
-        quad = ((a, b, d), (a, d, c))
-      else:
-        quad = ((a, b, c), (b, d, c))
-      corners = (a, b, c, d)
-      if min(corners) >= 0:
-        triangles.extend(quad)
-      elif sum(k >= 0 for k in corners) == 3:
-        triangles.append(tuple(k for k in (a, b, d, c) if k >= 0))
-  mirror = index[:, ::-1][inside]
-  return _Topology(theta=np.deg2rad(tt[inside]), y=yy[inside],
-                   triangles=np.array(triangles, np.int32),
-                   mirror=mirror.astype(np.int32), grid_index=index)
+  """The boundary-fitted (theta, y) grid and its symmetric triangulation."""
+  # Half the azimuths, mirrored: the grid is exactly symmetric.
+  arc = np.deg2rad(_THETA_MAX_DEGREES) * _ARC_RADIUS_MM
+  fine_arc = np.deg2rad(_FINE_THETA_DEGREES) * _ARC_RADIUS_MM
+  half_theta = np.rad2deg(_graded_nodes(0.0, arc, -fine_arc, fine_arc) /
+                          _ARC_RADIUS_MM)
+  theta_deg = np.concatenate([-half_theta[:0:-1], half_theta])
+  # Rows: graded along the midline, then stretched in each column to span
+  # that column's [low, high] mask limits.
+  low0, high0 = _mask_rows(0.0)
+  fraction = (_graded_nodes(low0, high0, *_FINE_Y_RANGE_MM) - low0) / (
+      high0 - low0)
+  low, high = _mask_rows(theta_deg)
+  rows, columns = len(fraction), len(theta_deg)
+  yy = low[None, :] + fraction[:, None] * (high - low)[None, :]
+  tt = np.broadcast_to(theta_deg, yy.shape)
+  index = np.arange(rows * columns).reshape(rows, columns)
+  # Corners of cell (j, i): a (i, j), b (i+1, j), c (i, j+1), d (i+1, j+1).
+  # +theta is +x and +j is +y, so (a, b, d) is counter-clockwise seen from
+  # outside.  The diagonal is mirrored on the two halves (symmetric mesh).
+  a, b = index[:-1, :-1], index[:-1, 1:]
+  c, d = index[1:, :-1], index[1:, 1:]
+  left = np.arange(columns - 1)[None, :] < (columns - 1) // 2
+  first = np.where(left[..., None], np.stack([a, b, d], -1),
+                   np.stack([a, b, c], -1))
+  second = np.where(left[..., None], np.stack([a, d, c], -1),
+                    np.stack([b, d, c], -1))
+  triangles = np.concatenate([first.reshape(-1, 3), second.reshape(-1, 3)])
+  return _Topology(theta=np.deg2rad(tt.ravel()), y=yy.ravel(),
+                   triangles=triangles.astype(np.int32),
+                   mirror=index[:, ::-1].ravel().astype(np.int32))
 
 
 def mirror_permutation() -> np.ndarray:
@@ -378,8 +393,11 @@ def _pca(fields: np.ndarray):
   entry positive (deterministic).
   """
   k = fields.shape[0]
-  flat = fields.reshape(k, -1).T.astype(np.float64)
-  u, s, _ = np.linalg.svd(flat, full_matrices=False)
+  flat = np.ascontiguousarray(fields.reshape(k, -1).T, dtype=np.float64)
+  # Thin QR first: the SVD of the small R is much cheaper than of F.
+  q, r = np.linalg.qr(flat)
+  r_u, s, _ = np.linalg.svd(r)
+  u = q @ r_u
   signs = np.sign(u[np.argmax(np.abs(u), axis=0), np.arange(k)])
   u *= signs
   scaled = (u * s).T.reshape(fields.shape)
@@ -388,10 +406,10 @@ def _pca(fields: np.ndarray):
 
 def _random_shape_fields(topology, rng):
   """Smooth normal-displacement fields [K, V] (mm), symmetric and not."""
-  x = np.sin(topology.theta) / np.sin(np.deg2rad(_MASK_THETA_DEGREES))
-  y = (topology.y - 0.5 * sum(_Y_RANGE_MM)) / (
-      0.5 * (_Y_RANGE_MM[1] - _Y_RANGE_MM[0]))
-  orders = 4
+  x = np.sin(topology.theta) / np.sin(np.deg2rad(_THETA_MAX_DEGREES))
+  low, high = _mask_rows(0.0)
+  y = (2.0 * topology.y - (low + high)) / (high - low)
+  orders = 5
   fields = []
   for k in range(_RANDOM_SHAPE_FIELDS):
     symmetric = k % 2 == 0
@@ -449,7 +467,7 @@ _PUPIL = np.array([0.04, 0.035, 0.035])
 _LASHES = np.array([0.10, 0.07, 0.06])
 _NOSTRIL = np.array([0.24, 0.12, 0.10])
 # Darkening per unit of smoothed cavity curvature (1/mm) and its cap.
-_CAVITY_GAIN = 6.0
+_CAVITY_GAIN = 3.5
 _CAVITY_MAX = 0.45
 _RANDOM_COLOR_FIELDS = 24
 _RANDOM_COLOR_RMS = 0.025

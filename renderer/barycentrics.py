@@ -14,7 +14,11 @@ barycentrics are::
 
     b_k = e_k / (e_0 + e_1 + e_2),   e_k = p . (v_{k+1} x v_{k+2})
 
-(indices mod 3).  ``b`` are the coordinates of the 3D point where the pixel's
+(indices mod 3).  Subtracting ``w_k p`` from each ``v_k`` leaves the
+determinants unchanged, so equivalently ``e_k = d_{k+1} x d_{k+2}``, the 2D
+cross product of ``d_k = (x_k - w_k p_x, y_k - w_k p_y)``, the vertices'
+offsets from the pixel scaled by w; that form is cheaper and loses less
+float32 precision (no cancellation of large terms).  ``b`` are the coordinates of the 3D point where the pixel's
 ray meets the triangle's plane, so interpolating camera- or model-space
 attributes with them is exact for attributes linear on the triangle.  The
 formula has no per-pixel matrix inverse, is smooth in the vertices and is
@@ -67,8 +71,8 @@ def _check_triangles_and_ids(triangles, triangle_ids, batch_size):
   return tf.cast(triangles, tf.int32), tf.cast(triangle_ids, tf.int32)
 
 
-def barycentrics(clip_vertices, triangles, triangle_ids,
-                 backend: str = "tf") -> tf.Tensor:
+def compute_barycentrics(clip_vertices, triangles, triangle_ids,
+                         backend: str = "tf") -> tf.Tensor:
   """Perspective-correct barycentrics of every pixel centre.
 
   Args:
@@ -115,7 +119,7 @@ def interpolate(attributes, triangles, triangle_ids, pixel_barycentrics,
     triangles: int32 ``[triangle_count, 3]`` vertex indices.
     triangle_ids: int32 ``[batch, height, width]``, -1 where empty.
     pixel_barycentrics: float32 ``[batch, height, width, 3]`` from
-      :func:`barycentrics`.
+      :func:`compute_barycentrics`.
     backend: "tf" or "op".
 
   Returns:
@@ -171,21 +175,22 @@ def _flat(per_vertex):
 
 
 def barycentrics_tf(clip_vertices, triangles, triangle_ids) -> tf.Tensor:
-  """TensorFlow backend of :func:`barycentrics` (same contract, no checks)."""
+  """TensorFlow backend of :func:`compute_barycentrics` (no checks)."""
   image_shape = tf.shape(triangle_ids)
   where, rows = _covered_pixels(triangle_ids, triangles,
                                 tf.shape(clip_vertices)[1])
   xyw = tf.gather(clip_vertices, [0, 1, 3], axis=-1)
-  v0, v1, v2 = tf.unstack(tf.gather(_flat(xyw), rows), axis=1)  # [N, 3] each
+  corners = tf.gather(_flat(xyw), rows)                     # [N, 3, 3]
   x_ndc, y_ndc = camera_lib.pixel_centers_ndc((image_shape[1],
                                                image_shape[2]))
-  p = tf.stack([tf.gather(x_ndc, where[:, 2]), tf.gather(y_ndc, where[:, 1]),
-                tf.ones_like(where[:, 0], tf.float32)], axis=-1)
-
-  def edge(a, b):
-    return tf.reduce_sum(p * tf.linalg.cross(a, b), axis=-1)
-
-  e = tf.stack([edge(v1, v2), edge(v2, v0), edge(v0, v1)], axis=-1)
+  p = tf.stack([tf.gather(x_ndc, where[:, 2]), tf.gather(y_ndc, where[:, 1])],
+               axis=-1)                                     # [N, 2]
+  # d_k = (x_k - w_k p_x, y_k - w_k p_y): e_k = d_{k+1} x d_{k+2}.
+  offsets = corners[..., :2] - corners[..., 2:] * p[:, None, :]
+  dx, dy = offsets[..., 0], offsets[..., 1]                 # [N, 3]
+  next_dx, next_dy = tf.roll(dx, -1, axis=1), tf.roll(dy, -1, axis=1)
+  after_dx, after_dy = tf.roll(dx, -2, axis=1), tf.roll(dy, -2, axis=1)
+  e = next_dx * after_dy - next_dy * after_dx               # [N, 3]
   total = tf.reduce_sum(e, axis=-1, keepdims=True)
   total = tf.where(tf.abs(total) < DENOMINATOR_EPSILON,
                    tf.where(total < 0, -DENOMINATOR_EPSILON,
@@ -210,7 +215,7 @@ def interpolate_tf(attributes, triangles, triangle_ids,
 def pixel_barycentrics_and_attributes(
     clip_vertices, attributes, triangles, triangle_ids, backend: str
 ) -> Tuple[tf.Tensor, tf.Tensor]:
-  """:func:`barycentrics` then :func:`interpolate` (no input checks).
+  """:func:`compute_barycentrics` then :func:`interpolate` (no checks).
 
   Returns:
     ``(barycentrics [batch, height, width, 3],

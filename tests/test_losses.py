@@ -1,11 +1,9 @@
 """Tests of the loss functions: NumPy references, analytic cases, gradients.
 
-The end-to-end gradient tests render predicted faces with a TEST DOUBLE of
-the renderer (``stand_in_render``, defined below: a fixed random smooth map
-from coefficients to 160x160 images).  It has the renderer's contract
-(coefficients -> float32 [batch, 160, 160, 3] in [0, 1], differentiable) and
-keeps these tests fast and independent of the renderer; the real renderer
-and FaceNet are exercised end to end in test_encoder.py.
+The end-to-end gradient tests render the predicted faces of the demo
+morphable model with the real renderer and encode them with the small
+``TinyTestEncoder`` (fast); test_encoder.py repeats the identity-loss
+optimisation with the real FaceNet.
 """
 import numpy as np
 import pytest
@@ -14,11 +12,13 @@ import tensorflow as tf
 from unsup3dmm import losses
 from unsup3dmm.losses import combine
 from unsup3dmm.model import encoder as encoder_lib
+from unsup3dmm.model import morphable_model
 from unsup3dmm.model import regressor as regressor_lib
+from unsup3dmm.renderer import render
+from unsup3dmm.renderer.config import RendererConfig
 
 SHAPE_K = 7
 TEXTURE_K = 5
-IMAGE = encoder_lib.FACENET_IMAGE_SIZE
 
 
 def _np_parameter_loss(s, t, s_hat, t_hat, ws, wt, weights=None):
@@ -241,39 +241,37 @@ def test_combine_losses_errors():
 # End-to-end gradients through render -> encode -> decode.
 
 
-class StandInRenderer:
-  """TEST DOUBLE for the renderer: coefficients -> images, differentiable.
+@pytest.fixture(scope="module")
+def face_model():
+  return morphable_model.TFMorphableModel(
+      morphable_model.load_morphable_model("demo"))
 
-  ``images = sigmoid(base_v + [shape, texture] @ P_v)`` with a fixed random
-  smooth (8x8 upsampled) projection ``P_v`` and base image per view ``v``,
-  reshaped to float32 ``[batch, 160, 160, 3]`` in [0, 1].  Not a renderer:
-  it only has the renderer's input/output contract.
-  """
 
-  def __init__(self, shape_k, texture_k, views, seed=0):
-    rng = np.random.default_rng(seed)
-    coarse = rng.normal(size=(views, shape_k + texture_k, 8, 8, 3))
-    base = rng.normal(size=(views, 1, 8, 8, 3))
-    upsample = lambda x: tf.image.resize(  # pylint: disable=g-long-lambda
-        tf.constant(x.reshape(-1, 8, 8, 3), tf.float32), (IMAGE, IMAGE))
-    self._projection = tf.reshape(upsample(coarse),
-                                  [views, shape_k + texture_k, -1])
-    self._base = tf.reshape(upsample(base), [views, 1, -1])
+def random_view_renderer(face_model, seed):
+  """``(shape, texture, view) -> images``: the real renderer in a random pose
+  and lighting per (seed, view), random background colours."""
+  config = RendererConfig()
 
-  def __call__(self, shape, texture, view):
-    coefficients = tf.concat([shape, texture], axis=1)
-    flat = self._base[view] + coefficients @ self._projection[view]
-    return tf.reshape(tf.sigmoid(flat), [-1, IMAGE, IMAGE, 3])
+  def render_view(shape, texture, view):
+    batch = shape.shape[0]
+    return render.render_coefficients(
+        face_model, shape, texture,
+        render.sample_poses(batch, [seed, view], config),
+        render.sample_lights(batch, [seed + 1, view], config), config,
+        background_seed=[seed + 2, view]).images
+
+  return render_view
 
 
 def _photos(seed, batch):
   # Smooth random "photos" (the tiny encoder pools them to 8x8 anyway).
   coarse = tf.random.stateless_uniform([batch, 8, 8, 3], [seed, 1])
-  return tf.image.resize(coarse, (IMAGE, IMAGE))
+  return tf.image.resize(coarse, (160, 160))
 
 
-def _regressor(encoder):
-  return regressor_lib.Regressor(encoder, SHAPE_K, TEXTURE_K,
+def _regressor(encoder, face_model):
+  return regressor_lib.Regressor(encoder, face_model.shape_components,
+                                 face_model.texture_components,
                                  decoder_units=32,
                                  decoder_output_init_stddev=0.1, seed=3)
 
@@ -298,11 +296,12 @@ def _real_face_losses(regressor, renderer, photos, views, config):
 
 
 @pytest.mark.parametrize("term", ["identity", "loopback"])
-def test_real_face_losses_give_gradients_to_every_decoder_variable(term):
+def test_real_face_losses_give_gradients_to_every_decoder_variable(
+    term, face_model):
   config = losses.LossConfig()
   encoder = encoder_lib.TinyTestEncoder()
-  regressor = _regressor(encoder)
-  renderer = StandInRenderer(SHAPE_K, TEXTURE_K, config.identity_views)
+  regressor = _regressor(encoder, face_model)
+  renderer = random_view_renderer(face_model, seed=10)
   with tf.GradientTape(persistent=True) as tape:
     identity, loopback = _real_face_losses(regressor, renderer, _photos(0, 4),
                                            config.identity_views, config)
@@ -319,11 +318,11 @@ def test_real_face_losses_give_gradients_to_every_decoder_variable(term):
   assert not encoder.trainable_weights
 
 
-def test_identity_loss_optimisation_lowers_it():
+def test_identity_loss_optimisation_lowers_it(face_model):
   config = losses.LossConfig()
   encoder = encoder_lib.TinyTestEncoder()
-  regressor = _regressor(encoder)
-  renderer = StandInRenderer(SHAPE_K, TEXTURE_K, config.identity_views)
+  regressor = _regressor(encoder, face_model)
+  renderer = random_view_renderer(face_model, seed=20)
   photos = _photos(1, 4)
   optimizer = tf.keras.optimizers.Adam(1e-2)
 

@@ -79,10 +79,11 @@ def test_weight_penalty_is_sum_of_squared_kernels():
                              rtol=1e-5)
   with tf.GradientTape() as tape:
     penalty = regressor.weight_penalty()
-  gradient = tape.gradient(penalty, d.hidden_2.kernel)
-  np.testing.assert_allclose(gradient.numpy(), 2 * d.hidden_2.kernel.numpy(),
-                             rtol=1e-6)
-  assert tape.gradient(penalty, d.hidden_2.bias) is None
+  kernel_gradient, bias_gradient = tape.gradient(
+      penalty, [d.hidden_2.kernel, d.hidden_2.bias])
+  np.testing.assert_allclose(kernel_gradient.numpy(),
+                             2 * d.hidden_2.kernel.numpy(), rtol=1e-6)
+  assert bias_gradient is None
 
 
 def test_seed_makes_initialisation_reproducible():

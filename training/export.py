@@ -14,6 +14,15 @@ Both return ``shape_coefficients`` ``[batch, shape_components]``,
 ``texture_coefficients`` ``[batch, texture_components]`` (standard-normal
 units), ``vertices`` float32 ``[batch, vertex_count, 3]`` (model space, mm) and
 ``vertex_colors`` float32 ``[batch, vertex_count, 3]`` (linear RGB in [0, 1]).
+Two more signatures split the pipeline, so that a caller can average the
+encoder features of several frames of one person before decoding (the MICC
+protocol of the evaluation):
+
+* ``encode``: ``images`` float32 (0-255) -> ``features``
+  ``[batch, feature_dim]`` and ``embeddings`` ``[batch, embedding_dim]``.
+* ``decode``: ``features`` float32 ``[batch, feature_dim]`` -> the four
+  outputs of ``serving_default``.
+
 The loaded object also has ``triangles`` (int32 ``[triangle_count, 3]``).
 """
 import os
@@ -44,10 +53,33 @@ class ServingModule(tf.Module):
             tf.TensorSpec([None, height, width, 3], tf.uint8, name="images")
         ])
 
+    self.encode = tf.function(
+        self._encode,
+        input_signature=[
+            tf.TensorSpec([None, height, width, 3], tf.float32, name="images")
+        ])
+    self.decode = tf.function(
+        self._decode,
+        input_signature=[
+            tf.TensorSpec([None, regressor.encoder.feature_dim], tf.float32,
+                          name="features")
+        ])
+
   def _serve(self, images):
     prediction = self.regressor(images / 255.0, training=False)
-    shape = prediction["shape_coefficients"]
-    texture = prediction["texture_coefficients"]
+    return self._mesh(prediction["shape_coefficients"],
+                      prediction["texture_coefficients"])
+
+  def _encode(self, images):
+    features, embeddings = self.regressor.encoder(images / 255.0)
+    return {"features": features, "embeddings": embeddings}
+
+  def _decode(self, features):
+    prediction = self.regressor.decode(features)
+    return self._mesh(prediction["shape_coefficients"],
+                      prediction["texture_coefficients"])
+
+  def _mesh(self, shape, texture):
     return {
         "shape_coefficients": shape,
         "texture_coefficients": texture,
@@ -80,6 +112,8 @@ def export_saved_model(regressor, tf_morphable_model, model_dir: str,
       signatures={
           "serving_default": module.serve,
           "serving_uint8": module.serve_uint8,
+          "encode": module.encode,
+          "decode": module.decode,
       })
   if os.path.exists(final):
     shutil.rmtree(previous, ignore_errors=True)

@@ -7,37 +7,58 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace unsup3dmm {
 namespace {
 
-// Markers in box[0] for vertices without a screen position; both are below
-// -1, the smallest ceil(u) of a vertex in front of the camera.
-constexpr int32_t kBehind = -(1 << 20);      // finite, w <= 0
-constexpr int32_t kNonFinite = -(1 << 28);   // some coordinate NaN or inf
+// Four float32 / int32 lanes (GCC and Clang vector extensions); lane-wise
+// arithmetic is plain IEEE float32, exactly as in scalar code.
+typedef float Float4 __attribute__((vector_size(16)));
+typedef int32_t Int4 __attribute__((vector_size(16)));
 
-// ceil and floor for finite x within int range, without a libm call.
-inline int32_t CeilToInt(float x) {
-  const int32_t t = static_cast<int32_t>(x);
-  return static_cast<float>(t) < x ? t + 1 : t;
+inline Float4 Load(const float* p) {
+  Float4 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
 }
 
-inline int32_t FloorToInt(float x) {
-  const int32_t t = static_cast<int32_t>(x);
-  return static_cast<float>(t) > x ? t - 1 : t;
+inline Float4 Min(Float4 a, Float4 b) { return a < b ? a : b; }
+
+inline Float4 Max(Float4 a, Float4 b) { return a > b ? a : b; }
+
+// Bit k set when lane k of a comparison result is true (all ones).
+inline unsigned LaneMask(Int4 m) {
+#if defined(__SSE2__)
+  return static_cast<unsigned>(_mm_movemask_ps(reinterpret_cast<__m128>(m)));
+#else
+  return (m[0] & 1u) | (m[1] & 2u) | (m[2] & 4u) | (m[3] & 8u);
+#endif
+}
+
+// Markers in the box buffer for vertices without a screen position; both are
+// below -1, the smallest ceil(u) of a vertex in front of the camera.
+constexpr float kBehind = -1048576.0f;       // finite, w <= 0
+constexpr float kNonFinite = -268435456.0f;  // some coordinate NaN or inf
+
+// ceil and floor for finite x within int range, without a libm call.
+inline float Ceil(float x) {
+  const float t = static_cast<float>(static_cast<int32_t>(x));
+  return t < x ? t + 1.0f : t;
+}
+
+inline float Floor(float x) {
+  const float t = static_cast<float>(static_cast<int32_t>(x));
+  return t > x ? t - 1.0f : t;
 }
 
 // x (not NaN, may be infinite) clamped to [lo, hi].
 inline float Clamp(float x, float lo, float hi) {
   return x < lo ? lo : (x > hi ? hi : x);
-}
-
-inline int32_t Min3(int32_t a, int32_t b, int32_t c) {
-  return std::min(std::min(a, b), c);
-}
-
-inline int32_t Max3(int32_t a, int32_t b, int32_t c) {
-  return std::max(std::max(a, b), c);
 }
 
 // Coefficients of one edge function E = (A * px + B * py) + C, built from the
@@ -54,17 +75,17 @@ inline Edge MakeEdge(const float* va, const float* vb) {
               va[0] * vb[1] - va[1] * vb[0]};  // qx_a * qy_b - qy_a * qx_b
 }
 
-// Whether a triangle with some vertex off screen (box[0] < -1) is drawn at
-// all: it needs finite vertices, at least one of them in front.
-inline bool CrossesCameraPlane(int32_t c0, int32_t c1, int32_t c2) {
-  if (c0 == kNonFinite || c1 == kNonFinite || c2 == kNonFinite) return false;
-  return c0 != kBehind || c1 != kBehind || c2 != kBehind;
+// Whether a triangle with some vertex off screen is drawn at all: it needs
+// finite vertices, at least one of them in front of the camera.
+inline bool CrossesCameraPlane(float m0, float m1, float m2) {
+  if (m0 == kNonFinite || m1 == kNonFinite || m2 == kNonFinite) return false;
+  return m0 != kBehind || m1 != kBehind || m2 != kBehind;
 }
 
 }  // namespace
 
 void PrepareVertices(const float* clip_vertices, int64_t vertex_count,
-                     int image_height, int image_width, int32_t* box,
+                     int image_height, int image_width, float* box,
                      float* homogeneous) {
   const float half_width = 0.5f * static_cast<float>(image_width);
   const float half_height = 0.5f * static_cast<float>(image_height);
@@ -84,24 +105,24 @@ void PrepareVertices(const float* clip_vertices, int64_t vertex_count,
     h[1] = qy;
     h[2] = w;
     h[3] = z;
-    int32_t* b = box + kPreparedStride * v;
+    float* b = box + kPreparedStride * v;
     if (!(std::isfinite(x) && std::isfinite(y) && std::isfinite(z) &&
           std::isfinite(w))) {
       b[0] = b[1] = b[2] = b[3] = kNonFinite;
     } else if (w > 0.0f) {
       const float u = Clamp(qx / w + column_offset, -1.0f, column_limit);
       const float row = Clamp(row_offset - qy / w, -1.0f, row_limit);
-      b[0] = CeilToInt(u);
-      b[1] = FloorToInt(u);
-      b[2] = CeilToInt(row);
-      b[3] = FloorToInt(row);
+      b[0] = Ceil(u);
+      b[1] = -Floor(u);
+      b[2] = Ceil(row);
+      b[3] = -Floor(row);
     } else {
       b[0] = b[1] = b[2] = b[3] = kBehind;
     }
   }
 }
 
-void RasterizeTriangleRows(const int32_t* box, const float* homogeneous,
+void RasterizeTriangleRows(const float* box, const float* homogeneous,
                            const int32_t* triangles, int64_t triangle_count,
                            int image_height, int image_width,
                            bool cull_backfaces, int row_begin, int row_end,
@@ -113,21 +134,30 @@ void RasterizeTriangleRows(const int32_t* box, const float* homogeneous,
   if (row_begin >= row_end) return;
   const float half_width = 0.5f * static_cast<float>(image_width);
   const float half_height = 0.5f * static_cast<float>(image_height);
+  // Lower limits of (first column, -last column, first row, -last row).
+  const Float4 image_box = {0.0f, -static_cast<float>(image_width - 1),
+                            static_cast<float>(row_begin),
+                            -static_cast<float>(row_end - 1)};
 
   for (int64_t t = 0; t < triangle_count; ++t) {
     const int32_t* tri = triangles + 3 * t;
-    const int32_t* b0 = box + kPreparedStride * tri[0];
-    const int32_t* b1 = box + kPreparedStride * tri[1];
-    const int32_t* b2 = box + kPreparedStride * tri[2];
+    const float* b0 = box + kPreparedStride * tri[0];
+    const float* b1 = box + kPreparedStride * tri[1];
+    const float* b2 = box + kPreparedStride * tri[2];
     // Inclusive pixel bounds; convention step 4 when all w > 0.
-    int column_begin = Min3(b0[0], b1[0], b2[0]);
-    int column_end, first_row, last_row;
-    if (column_begin >= -1) {
-      column_begin = std::max(column_begin, 0);
-      column_end = std::min(Max3(b0[1], b1[1], b2[1]), image_width - 1);
-      first_row = std::max(Min3(b0[2], b1[2], b2[2]), row_begin);
-      last_row = std::min(Max3(b0[3], b1[3], b2[3]), row_end - 1);
-      if (column_begin > column_end || first_row > last_row) continue;
+    const Float4 bounds = Min(Min(Load(b0), Load(b1)), Load(b2));
+    int column_begin, column_end, first_row, last_row;
+    if (bounds[0] >= -1.0f) {
+      const Float4 clipped = Max(bounds, image_box);
+      // Empty when first > last, i.e. first + (-last) > 0 (exact: integers).
+      const Float4 spans =
+          clipped + __builtin_shufflevector(clipped, clipped, 1, 0, 3, 2);
+      if (LaneMask(spans > 0.0f)) continue;
+      const Int4 integers = __builtin_convertvector(clipped, Int4);
+      column_begin = integers[0];
+      column_end = -integers[1];
+      first_row = integers[2];
+      last_row = -integers[3];
     } else if (CrossesCameraPlane(b0[0], b1[0], b2[0])) {
       // No finite box: scan every pixel.
       column_begin = 0;
@@ -147,45 +177,53 @@ void RasterizeTriangleRows(const int32_t* box, const float* homogeneous,
     const float det = (e0.a * h0[0] + e0.b * h0[1]) + e0.c * h0[2];
     if (!std::isfinite(det) || det == 0.0f) continue;
     if (cull_backfaces && det < 0.0f) continue;
+    float plane_det = det;
+    if (det < 0.0f) {
+      // Negation is exact, so testing -E >= 0 equals testing E <= 0, and the
+      // depth plane below, computed from negated edges and det, is unchanged.
+      e0 = Edge{-e0.a, -e0.b, -e0.c};
+      e1 = Edge{-e1.a, -e1.b, -e1.c};
+      e2 = Edge{-e2.a, -e2.b, -e2.c};
+      plane_det = -det;
+    }
     // The depth plane (step 3) costs three divisions; many small triangles
     // cover no pixel centre, so it is computed at the first covered pixel.
     bool have_plane = false;
     float dx = 0.0f, dy = 0.0f, dc = 0.0f;
-    const Edge plane_a = e0, plane_b = e1, plane_c = e2;
-    if (det < 0.0f) {
-      // Negation is exact, so testing -E >= 0 equals testing E <= 0.
-      e0 = Edge{-e0.a, -e0.b, -e0.c};
-      e1 = Edge{-e1.a, -e1.b, -e1.c};
-      e2 = Edge{-e2.a, -e2.b, -e2.c};
-    }
     const int32_t id = static_cast<int32_t>(t);
 
-    for (int i = first_row; i <= last_row; ++i) {
-      const float py = half_height - (static_cast<float>(i) + 0.5f);
-      int32_t* id_row = triangle_ids + i * width;
-      float* depth_row = depth + i * width;
-      for (int j = column_begin; j <= column_end; ++j) {
-        const float px = (static_cast<float>(j) + 0.5f) - half_width;
-        if (!((e0.a * px + e0.b * py) + e0.c >= 0.0f &&
-              (e1.a * px + e1.b * py) + e1.c >= 0.0f &&
-              (e2.a * px + e2.b * py) + e2.c >= 0.0f)) {
-          continue;
-        }
+    // 2 x 2 pixel tiles, one pixel per vector lane: lane = 2 * row + column.
+    for (int i = first_row; i <= last_row; i += 2) {
+      const Float4 py = half_height - (static_cast<float>(i) +
+                                       Float4{0.5f, 0.5f, 1.5f, 1.5f});
+      const Int4 row_in_box = (i + Int4{0, 0, 1, 1}) <= last_row;
+      for (int j = column_begin; j <= column_end; j += 2) {
+        const Float4 px = (static_cast<float>(j) +
+                           Float4{0.5f, 1.5f, 0.5f, 1.5f}) - half_width;
+        const Int4 covered =
+            row_in_box & ((j + Int4{0, 1, 0, 1}) <= column_end) &
+            ((e0.a * px + e0.b * py) + e0.c >= 0.0f) &
+            ((e1.a * px + e1.b * py) + e1.c >= 0.0f) &
+            ((e2.a * px + e2.b * py) + e2.c >= 0.0f);
+        unsigned lanes = LaneMask(covered);
+        if (lanes == 0) continue;
         if (!have_plane) {
-          dx = ((h0[3] * plane_a.a + h1[3] * plane_b.a) + h2[3] * plane_c.a) /
-               det;
-          dy = ((h0[3] * plane_a.b + h1[3] * plane_b.b) + h2[3] * plane_c.b) /
-               det;
-          dc = ((h0[3] * plane_a.c + h1[3] * plane_b.c) + h2[3] * plane_c.c) /
-               det;
+          dx = ((h0[3] * e0.a + h1[3] * e1.a) + h2[3] * e2.a) / plane_det;
+          dy = ((h0[3] * e0.b + h1[3] * e1.b) + h2[3] * e2.b) / plane_det;
+          dc = ((h0[3] * e0.c + h1[3] * e1.c) + h2[3] * e2.c) / plane_det;
           have_plane = true;
         }
-        const float z = (dx * px + dy * py) + dc;
-        // Nearer than the stored depth, or the pixel is still empty (its
-        // stored depth is the far plane, which a triangle at z == 1 ties).
-        if ((z < depth_row[j] || id_row[j] < 0) && z >= -1.0f && z <= 1.0f) {
-          id_row[j] = id;
-          depth_row[j] = z;
+        const Float4 z = (dx * px + dy * py) + dc;
+        lanes &= LaneMask((z >= -1.0f) & (z <= 1.0f));
+        for (; lanes != 0; lanes &= lanes - 1) {
+          const int lane = __builtin_ctz(lanes);
+          const int64_t pixel = (i + (lane >> 1)) * width + j + (lane & 1);
+          // Nearer than the stored depth, or the pixel is still empty (its
+          // stored depth is the far plane, which a triangle at z == 1 ties).
+          if (z[lane] < depth[pixel] || triangle_ids[pixel] < 0) {
+            triangle_ids[pixel] = id;
+            depth[pixel] = z[lane];
+          }
         }
       }
     }

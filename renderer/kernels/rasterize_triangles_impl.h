@@ -76,15 +76,17 @@ constexpr float kEmptyDepth = 1.0f;
 // Per-vertex set-up, done once per image.
 //
 // clip_vertices: [vertex_count, 4] float32 clip-space (x, y, z, w).
-// box: output [vertex_count, kPreparedStride] int32.  For a finite vertex with
-//   w > 0: ceil(u), floor(u), ceil(v), floor(v) of convention step 4, with u
-//   clamped to [-1, image_width] and v to [-1, image_height] (ceil and floor
-//   are monotonic, so a triangle's box bounds are the min / max of these).
-//   Otherwise box[0] is a negative marker below -1 (w <= 0, or non-finite).
+// box: output [vertex_count, kPreparedStride] float32.  For a finite vertex
+//   with w > 0: ceil(u), -floor(u), ceil(v), -floor(v) of convention step 4,
+//   with u clamped to [-1, image_width] and v to [-1, image_height] (ceil and
+//   floor are monotonic, so a triangle's box bounds are the lane-wise minima
+//   of its vertices' entries, negated back for the upper bounds).
+//   Otherwise all four entries are a marker below -1 (w <= 0, or some
+//   coordinate non-finite).
 // homogeneous: output [vertex_count, kPreparedStride] float32: (qx, qy, w, z)
 //   of convention step 1.
 void PrepareVertices(const float* clip_vertices, int64_t vertex_count,
-                     int image_height, int image_width, int32_t* box,
+                     int image_height, int image_width, float* box,
                      float* homogeneous);
 
 // Rasterises all triangles into rows [row_begin, row_end) of one image.
@@ -98,7 +100,7 @@ void PrepareVertices(const float* clip_vertices, int64_t vertex_count,
 //   triangle or kEmptyDepth, same rows.
 // Triangles are visited in id order, so the result is deterministic and does
 // not depend on how rows are split across threads.
-void RasterizeTriangleRows(const int32_t* box, const float* homogeneous,
+void RasterizeTriangleRows(const float* box, const float* homogeneous,
                            const int32_t* triangles, int64_t triangle_count,
                            int image_height, int image_width,
                            bool cull_backfaces, int row_begin, int row_end,

@@ -156,8 +156,8 @@ class RasterizeTrianglesOp : public OpKernel {
 
     pool->ParallelFor(
         batch * bands, cost_per_unit, [&](int64_t begin, int64_t end) {
-          std::unique_ptr<int32_t[]> box(
-              new int32_t[kPreparedStride * vertex_count]);
+          std::unique_ptr<float[]> box(
+              new float[kPreparedStride * vertex_count]);
           std::unique_ptr<float[]> homogeneous(
               new float[kPreparedStride * vertex_count]);
           int64_t prepared_image = -1;

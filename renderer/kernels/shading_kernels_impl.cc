@@ -8,43 +8,32 @@
 namespace unsup3dmm {
 namespace {
 
-// The (x, y, w) clip coordinates of a triangle's three vertices, in double:
-// the edge functions cancel large terms, double keeps them exact enough.
-inline void LoadCorners(const float* clip_vertices, const int32_t* triangle,
-                        double v[3][3]) {
+// Offsets d_k = (x_k - w_k p_x, y_k - w_k p_y) of a triangle's vertices from
+// the pixel centre p (clip x, y, w of vertex k), in double.
+inline void LoadOffsets(const float* clip_vertices, const int32_t* triangle,
+                        const double p[2], double d[3][2]) {
   for (int k = 0; k < 3; ++k) {
     const float* c = clip_vertices + 4 * static_cast<int64_t>(triangle[k]);
-    v[k][0] = c[0];
-    v[k][1] = c[1];
-    v[k][2] = c[3];
+    d[k][0] = c[0] - static_cast<double>(c[3]) * p[0];
+    d[k][1] = c[1] - static_cast<double>(c[3]) * p[1];
   }
 }
 
-inline void Cross(const double a[3], const double b[3], double out[3]) {
-  out[0] = a[1] * b[2] - a[2] * b[1];
-  out[1] = a[2] * b[0] - a[0] * b[2];
-  out[2] = a[0] * b[1] - a[1] * b[0];
-}
-
-inline double Dot(const double a[3], const double b[3]) {
-  return a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
-}
-
-inline void PixelCenter(int64_t pixel, int height, int width, double p[3]) {
+inline void PixelCenter(int64_t pixel, int height, int width, double p[2]) {
   const int64_t row = pixel / width;
   const int64_t column = pixel - row * width;
   p[0] = (column + 0.5) * (2.0 / width) - 1.0;
   p[1] = 1.0 - (row + 0.5) * (2.0 / height);
-  p[2] = 1.0;
 }
 
-// e_k = p . (v_{k+1} x v_{k+2}) and their guarded sum.
-inline void EdgeFunctions(const double p[3], const double v[3][3],
-                          double e[3], double* total, bool* guarded) {
+// e_k = p . (v_{k+1} x v_{k+2}) = d_{k+1} x d_{k+2} (2D cross product) and
+// their guarded sum.
+inline void EdgeFunctions(const double d[3][2], double e[3], double* total,
+                          bool* guarded) {
   for (int k = 0; k < 3; ++k) {
-    double c[3];
-    Cross(v[(k + 1) % 3], v[(k + 2) % 3], c);
-    e[k] = Dot(p, c);
+    const double* a = d[(k + 1) % 3];
+    const double* b = d[(k + 2) % 3];
+    e[k] = a[0] * b[1] - a[1] * b[0];
   }
   const double sum = e[0] + e[1] + e[2];
   *guarded = std::abs(sum) < kDenominatorEpsilon;
@@ -132,11 +121,11 @@ void ComputeBarycentrics(const float* clip_vertices, const int32_t* triangles,
       out[0] = out[1] = out[2] = 0.0f;
       continue;
     }
-    double v[3][3], p[3], e[3], total;
+    double p[2], d[3][2], e[3], total;
     bool guarded;
-    LoadCorners(clip_vertices, triangles + 3 * static_cast<int64_t>(id), v);
     PixelCenter(pixel, height, width, p);
-    EdgeFunctions(p, v, e, &total, &guarded);
+    LoadOffsets(clip_vertices, triangles + 3 * static_cast<int64_t>(id), p, d);
+    EdgeFunctions(d, e, &total, &guarded);
     for (int k = 0; k < 3; ++k) out[k] = static_cast<float>(e[k] / total);
   }
 }
@@ -145,7 +134,6 @@ void BarycentricsGrad(const float* clip_vertices, const int32_t* triangles,
                       const int32_t* triangle_ids, int height, int width,
                       const float* grad_barycentrics,
                       float* grad_clip_vertices) {
-  static constexpr int kClipComponent[3] = {0, 1, 3};  // x, y, w
   const int64_t pixels = static_cast<int64_t>(height) * width;
   for (int64_t pixel = 0; pixel < pixels; ++pixel) {
     const int32_t id = triangle_ids[pixel];
@@ -153,11 +141,11 @@ void BarycentricsGrad(const float* clip_vertices, const int32_t* triangles,
     const float* grad = grad_barycentrics + 3 * pixel;
     if (grad[0] == 0.0f && grad[1] == 0.0f && grad[2] == 0.0f) continue;
     const int32_t* triangle = triangles + 3 * static_cast<int64_t>(id);
-    double v[3][3], p[3], e[3], total;
+    double p[2], d[3][2], e[3], total;
     bool guarded;
-    LoadCorners(clip_vertices, triangle, v);
     PixelCenter(pixel, height, width, p);
-    EdgeFunctions(p, v, e, &total, &guarded);
+    LoadOffsets(clip_vertices, triangle, p, d);
+    EdgeFunctions(d, e, &total, &guarded);
     // b_k = e_k / total: d b_k / d e_j = (delta_kj - b_k [not guarded]) / total.
     double weighted = 0.0;
     if (!guarded) {
@@ -167,16 +155,17 @@ void BarycentricsGrad(const float* clip_vertices, const int32_t* triangles,
       const double grad_edge = (grad[j] - weighted) / total;
       const int a = (j + 1) % 3;
       const int b = (j + 2) % 3;
-      // e_j = p . (v_a x v_b) = v_a . (v_b x p) = v_b . (p x v_a).
-      double grad_a[3], grad_b[3];
-      Cross(v[b], p, grad_a);
-      Cross(p, v[a], grad_b);
+      // e_j = d_a.x d_b.y - d_a.y d_b.x with d = (x - w p_x, y - w p_y).
+      const double grad_da[2] = {grad_edge * d[b][1], -grad_edge * d[b][0]};
+      const double grad_db[2] = {-grad_edge * d[a][1], grad_edge * d[a][0]};
       float* out_a = grad_clip_vertices + 4 * static_cast<int64_t>(triangle[a]);
       float* out_b = grad_clip_vertices + 4 * static_cast<int64_t>(triangle[b]);
-      for (int c = 0; c < 3; ++c) {
-        out_a[kClipComponent[c]] += static_cast<float>(grad_edge * grad_a[c]);
-        out_b[kClipComponent[c]] += static_cast<float>(grad_edge * grad_b[c]);
-      }
+      out_a[0] += static_cast<float>(grad_da[0]);
+      out_a[1] += static_cast<float>(grad_da[1]);
+      out_a[3] -= static_cast<float>(grad_da[0] * p[0] + grad_da[1] * p[1]);
+      out_b[0] += static_cast<float>(grad_db[0]);
+      out_b[1] += static_cast<float>(grad_db[1]);
+      out_b[3] -= static_cast<float>(grad_db[0] * p[0] + grad_db[1] * p[1]);
     }
   }
 }

@@ -36,8 +36,10 @@ constexpr float kLuminanceWeights[3] = {0.2126f, 0.7152f, 0.0722f};
 // Perspective-correct barycentrics (2D homogeneous formulation):
 //   b_k = e_k / (e_0 + e_1 + e_2),  e_k = p . (v_{k+1} x v_{k+2}),
 // with v_k = (x, y, w) the clip coordinates of the triangle's vertex k and
-// p = (x_ndc, y_ndc, 1) the pixel centre.  The denominator's magnitude is
-// raised to kDenominatorEpsilon when smaller (keeping its sign, + for 0).
+// p = (x_ndc, y_ndc, 1) the pixel centre, evaluated (in double) as the 2D
+// cross product e_k = d_{k+1} x d_{k+2} of d_k = (x_k - w_k p_x,
+// y_k - w_k p_y).  The denominator's magnitude is raised to
+// kDenominatorEpsilon when smaller (keeping its sign, + for 0).
 //   clip_vertices: [vertex_count, 4] (x, y, z, w).
 //   triangles: int32 [triangle_count, 3].
 //   triangle_ids: int32 [height * width].
