@@ -39,6 +39,7 @@ CONVERTED_16BIT = "converted_16bit"
 CONVERTED_ANIMATED = "converted_animated"
 CONVERTED_ALPHA = "converted_alpha"
 CONVERTED_PALETTE = "converted_palette"
+CONVERTED_OTHER_MODE = "converted_other_mode"
 SKIPPED_UNDECODABLE = "skipped_undecodable"
 SKIPPED_TOO_LARGE = "skipped_too_large"
 SKIPPED_NO_FACE = "skipped_no_face"
@@ -152,25 +153,23 @@ def load_rgb(path: str,
         im = next(iter(ImageSequence.Iterator(im))).copy()
       im.load()
       mode = im.mode
-      if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # 16-bit (or 32-bit integer) grayscale: rescale to 8 bits.
+      if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # 16-bit (or 32-bit) grayscale: rescale to 8 bits.
         conversions.append(CONVERTED_16BIT)
         array = np.asarray(im, dtype=np.float64)
         top = 65535.0 if array.max() > 255 else 255.0
         array = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         im = Image.fromarray(array, mode="L")
-        mode = "L"
-      if mode in ("L", "LA", "1"):
+      elif mode in ("L", "LA", "1"):
         conversions.append(CONVERTED_GRAYSCALE)
       elif mode == "CMYK":
         conversions.append(CONVERTED_CMYK)
       elif mode in ("P", "PA"):
         conversions.append(CONVERTED_PALETTE)
-      elif mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+      elif mode == "RGBA" or "transparency" in im.info:
         conversions.append(CONVERTED_ALPHA)
-      elif mode not in ("RGB",):
-        conversions.append(CONVERTED_16BIT if mode.startswith(("I", "F")) else
-                           CONVERTED_PALETTE)
+      elif mode != "RGB":
+        conversions.append(CONVERTED_OTHER_MODE)
       rgb = im.convert("RGB")
       return np.asarray(rgb, dtype=np.uint8).copy(), conversions
   except BadImageError:

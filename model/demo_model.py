@@ -86,9 +86,13 @@ _SHAPE_PARAMETERS: Dict[str, Tuple[float, float]] = {
 # Smooth random normal-displacement fields: count and RMS amplitude (mm) of
 # the first one; later ones decay geometrically.
 _RANDOM_SHAPE_FIELDS = 33
+# Frequencies per axis of the random fields (5 x 5 products per symmetry).
+_RANDOM_SHAPE_ORDERS = 5
 _RANDOM_SHAPE_RMS_MM = 1.4
 _RANDOM_SHAPE_DECAY = 0.92
 _DEMO_SEED = 0
+# Field values below this are set to zero before the PCA (see _pca).
+_NEGLIGIBLE = 1e-20
 
 
 def _smoothstep(edge0, edge1, x):
@@ -305,29 +309,31 @@ def _mean_parameters():
   return {name: mean for name, (mean, _) in _SHAPE_PARAMETERS.items()}
 
 
-def _nearest_vertex(topology, theta, y):
-  d = (topology.theta - theta)**2 * 85.0**2 + (topology.y - y)**2
+def _nearest_vertex(topology, theta, y, y_min=-np.inf, y_max=np.inf):
+  """Grid vertex nearest to (theta, y), among those with y_min < y < y_max."""
+  d = (topology.theta - theta)**2 * _ARC_RADIUS_MM**2 + (topology.y - y)**2
+  d[(topology.y <= y_min) | (topology.y >= y_max)] = np.inf
   return int(np.argmin(d))
 
 
 def _landmark_design():
-  """iBUG-68 design positions as (theta radians, y mm), subject's right side
-  (x < 0) and midline; the left side is mirrored."""
-  p = _mean_parameters()
+  """iBUG-68 design positions (theta radians, y mm, y_min, y_max) on the
+  subject's right side (x < 0) and the midline; the left side is mirrored.
+  The y limits keep the inner-lip points on their side of the mouth line."""
 
-  def at(x, y):
-    return (np.arcsin(np.clip(x / _HALF_WIDTH(y), -1, 1)), y)
+  def at(x, y, y_min=-np.inf, y_max=np.inf):
+    return (np.arcsin(np.clip(x / _HALF_WIDTH(y), -1, 1)), y, y_min, y_max)
 
   design = {}
   jaw = [(-80, 15), (-80, -3), (-78, -21), (-74, -38), (-66, -55), (-54, -70),
          (-40, -82), (-21, -92), (0, -97)]
   for k, (t, y) in enumerate(jaw):
-    design[k] = (np.deg2rad(t), y)
+    design[k] = (np.deg2rad(t), y, -np.inf, np.inf)
   brow = [(-50, 40.5), (-42, 44), (-33, 45.5), (-24, 45), (-15, 43)]
   for k, (x, y) in zip(landmarks_lib.RIGHT_BROW, brow):
     design[k] = at(x, y)
   for k, y in zip(landmarks_lib.NOSE_BRIDGE, (28.0, 17.0, 5.0, -9.0)):
-    design[k] = (0.0, y)
+    design[k] = at(0.0, y)
   for k, (x, y) in zip(landmarks_lib.NOSE_BASE,
                        ((-9, -20), (-4.5, -22), (0, -23))):
     design[k] = at(x, y)
@@ -355,13 +361,14 @@ def _landmark_design():
     elif k in (57, 58, 59):
       y = lower
     elif k in (61, 62):
-      y = mouth + 0.4
+      design[k] = at(x, float(mouth), y_min=float(mouth))
+      continue
     elif k in (66, 67):
-      y = mouth - 0.4
+      design[k] = at(x, float(mouth), y_max=float(mouth))
+      continue
     else:
       y = mouth
     design[k] = at(x, float(y))
-  del p
   return design
 
 
@@ -370,8 +377,8 @@ def _landmark_ids() -> np.ndarray:
   topology = _topology()
   ids = np.full(landmarks_lib.IBUG68_COUNT, -1, np.int64)
   design = _landmark_design()
-  for k, (theta, y) in design.items():
-    ids[k] = _nearest_vertex(topology, theta, y)
+  for k, position in design.items():
+    ids[k] = _nearest_vertex(topology, *position)
   # Mirror the subject's right side onto the left (iBUG numbering pairs).
   pairs = ([(k, 16 - k) for k in range(8)] +
            [(17 + k, 26 - k) for k in range(5)] +
@@ -393,33 +400,38 @@ def _pca(fields: np.ndarray):
   entry positive (deterministic).
   """
   k = fields.shape[0]
-  flat = np.ascontiguousarray(fields.reshape(k, -1).T, dtype=np.float64)
-  # Thin QR first: the SVD of the small R is much cheaper than of F.
-  q, r = np.linalg.qr(flat)
-  r_u, s, _ = np.linalg.svd(r)
-  u = q @ r_u
-  signs = np.sign(u[np.argmax(np.abs(u), axis=0), np.arange(k)])
-  u *= signs
-  scaled = (u * s).T.reshape(fields.shape)
-  return scaled, s**2
+  rows = fields.reshape(k, -1).astype(np.float64)
+  # Far Gaussian tails underflow to subnormal numbers, which make BLAS (and
+  # later float32 arithmetic) orders of magnitude slower: flush them.
+  rows[np.abs(rows) < _NEGLIGIBLE] = 0.0
+  # Via the small Gram matrix F^T F = W S^2 W^T (U = F W / S): one [K, 3V]
+  # product instead of a tall SVD; float64 keeps U orthonormal to ~1e-10 for
+  # the condition numbers here.
+  variance, w = np.linalg.eigh(rows @ rows.T)
+  variance, w = variance[::-1], w[:, ::-1]
+  scaled = w.T @ rows  # rows: u_k * s_k
+  u = scaled / np.sqrt(variance)[:, None]
+  signs = np.sign(u[np.arange(k), np.argmax(np.abs(u), axis=1)])
+  return (scaled * signs[:, None]).reshape(fields.shape), variance
 
 
 def _random_shape_fields(topology, rng):
-  """Smooth normal-displacement fields [K, V] (mm), symmetric and not."""
+  """Smooth normal-displacement fields [K, V] (mm), alternately symmetric
+  and antisymmetric in x: random combinations of low-frequency products of
+  cosines/sines with 1 / (1 + m + n) falloff, scaled to a decaying RMS."""
   x = np.sin(topology.theta) / np.sin(np.deg2rad(_THETA_MAX_DEGREES))
   low, high = _mask_rows(0.0)
   y = (2.0 * topology.y - (low + high)) / (high - low)
-  orders = 5
+  orders = np.arange(_RANDOM_SHAPE_ORDERS)
+  even_x = np.cos(orders[:, None] * np.pi * x / 2)
+  odd_x = np.sin((orders[:, None] + 0.5) * np.pi * x / 2)
+  along_y = np.cos(orders[:, None] * np.pi * (y + 1) / 2)
+  falloff = 1.0 / (1.0 + orders[:, None] + orders[None, :])
   fields = []
   for k in range(_RANDOM_SHAPE_FIELDS):
-    symmetric = k % 2 == 0
-    field = np.zeros_like(x)
-    for m in range(orders):
-      fx = np.cos(m * np.pi * x / 2) if symmetric else np.sin(
-          (m + 0.5) * np.pi * x / 2)
-      for n in range(orders):
-        fy = np.cos(n * np.pi * (y + 1) / 2)
-        field += rng.normal() / (1.0 + m + n) * fx * fy
+    across = even_x if k % 2 == 0 else odd_x
+    weights = rng.normal(size=falloff.shape) * falloff
+    field = np.einsum("mn,mv,nv->v", weights, across, along_y)
     rms = np.sqrt(np.mean(field**2))
     fields.append(field * _RANDOM_SHAPE_RMS_MM * _RANDOM_SHAPE_DECAY**k / rms)
   return np.array(fields)
@@ -457,7 +469,7 @@ def _shape_model(seed):
 # Colour.
 
 # Albedo design, RGB in [0, 1].
-_SKIN = np.array([0.80, 0.62, 0.52])
+_SKIN = np.array([0.75, 0.57, 0.47])
 _BROW = np.array([0.26, 0.19, 0.15])
 _LIPS = np.array([0.72, 0.38, 0.38])
 _MOUTH_LINE = np.array([0.30, 0.13, 0.12])
@@ -662,7 +674,7 @@ def _regions(vertices, normals, ids) -> _Regions:
   if _defined(ids, landmarks_lib.NOSE_BASE) and _defined(
       ids, [landmarks_lib.NOSE_TIP]):
     down = _smoothstep(0.0, 0.5, -(normals @ axes[1]))
-    for a, b in ((31, 32), (34, 33)):
+    for a, b in ((31, 32), (35, 34)):
       centre = 0.5 * (lm[a] + lm[b]) + scale * np.array([0.0, 1.5, -2.0])
       dist = np.linalg.norm(frame - centre, axis=1)
       nostrils = np.maximum(nostrils, np.exp(-(dist / (3.0 * scale))**2))
@@ -741,7 +753,7 @@ def synthetic_color_model(vertices: np.ndarray, triangles: np.ndarray,
     return weight[:, None] * np.asarray(rgb)[None, :]
 
   fields = [
-      field(0.14 * skin, _SKIN),                              # lightness
+      field(0.12 * skin, _SKIN),                              # lightness
       field(skin, [0.035, 0.0, -0.035]),                      # hue
       field(skin, [-0.012, 0.018, -0.008]),                   # olive
       field(r.cheeks, [0.05, -0.02, -0.01]),                  # cheek redness

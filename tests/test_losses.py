@@ -323,18 +323,15 @@ def test_identity_loss_optimisation_lowers_it(face_model):
   encoder = encoder_lib.TinyTestEncoder()
   regressor = _regressor(encoder, face_model)
   renderer = random_view_renderer(face_model, seed=20)
-  photos = _photos(1, 4)
-  optimizer = tf.keras.optimizers.Adam(1e-2)
-
-  @tf.function
-  def step():
+  photos = _photos(1, 2)
+  optimizer = tf.keras.optimizers.Adam(3e-2)
+  values = []
+  for _ in range(8):
     with tf.GradientTape() as tape:
       identity, _ = _real_face_losses(regressor, renderer, photos,
                                       config.identity_views, config)
     variables = regressor.trainable_variables
     optimizer.apply_gradients(zip(tape.gradient(identity, variables),
                                   variables))
-    return identity
-
-  values = [float(step()) for _ in range(30)]
-  assert values[-1] < 0.5 * values[0], values
+    values.append(float(identity))
+  assert values[-1] < 0.7 * values[0], values

@@ -29,6 +29,7 @@ import os
 import shutil
 
 import tensorflow as tf
+from absl import logging
 
 EXPORT_SUBDIR = "export"
 
@@ -107,14 +108,21 @@ def export_saved_model(regressor, tf_morphable_model, model_dir: str,
   previous = final + ".previous"
   shutil.rmtree(tmp, ignore_errors=True)
   module = ServingModule(regressor, tf_morphable_model, image_size)
-  tf.saved_model.save(
-      module, tmp,
-      signatures={
-          "serving_default": module.serve,
-          "serving_uint8": module.serve_uint8,
-          "encode": module.encode,
-          "decode": module.decode,
-      })
+  # TensorFlow logs every renamed input of the frozen encoder (thousands of
+  # names) at INFO while saving; keep the training log readable.
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(max(verbosity, logging.WARNING))
+  try:
+    tf.saved_model.save(
+        module, tmp,
+        signatures={
+            "serving_default": module.serve,
+            "serving_uint8": module.serve_uint8,
+            "encode": module.encode,
+            "decode": module.decode,
+        })
+  finally:
+    logging.set_verbosity(verbosity)
   if os.path.exists(final):
     shutil.rmtree(previous, ignore_errors=True)
     os.replace(final, previous)

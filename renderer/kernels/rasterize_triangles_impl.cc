@@ -61,19 +61,10 @@ inline float Clamp(float x, float lo, float hi) {
   return x < lo ? lo : (x > hi ? hi : x);
 }
 
-// Coefficients of one edge function E = (A * px + B * py) + C, built from the
-// pixel-unit homogeneous coordinates (qx, qy, w, z) of its two vertices.
-struct Edge {
-  float a;
-  float b;
-  float c;
-};
-
-inline Edge MakeEdge(const float* va, const float* vb) {
-  return Edge{va[1] * vb[2] - va[2] * vb[1],   // qy_a * w_b - w_a * qy_b
-              va[2] * vb[0] - va[0] * vb[2],   // w_a * qx_b - qx_a * w_b
-              va[0] * vb[1] - va[1] * vb[0]};  // qx_a * qy_b - qy_a * qx_b
-}
+// Rotates lanes (0, 1, 2) by one or two places: lane k gets lane k + shift
+// (mod 3); lane 3 stays.
+inline Float4 Next1(Float4 v) { return __builtin_shufflevector(v, v, 1, 2, 0, 3); }
+inline Float4 Next2(Float4 v) { return __builtin_shufflevector(v, v, 2, 0, 1, 3); }
 
 // Whether a triangle with some vertex off screen is drawn at all: it needs
 // finite vertices, at least one of them in front of the camera.
@@ -141,11 +132,11 @@ void RasterizeTriangleRows(const float* box, const float* homogeneous,
 
   for (int64_t t = 0; t < triangle_count; ++t) {
     const int32_t* tri = triangles + 3 * t;
-    const float* b0 = box + kPreparedStride * tri[0];
-    const float* b1 = box + kPreparedStride * tri[1];
-    const float* b2 = box + kPreparedStride * tri[2];
+    const float* box0 = box + kPreparedStride * tri[0];
+    const float* box1 = box + kPreparedStride * tri[1];
+    const float* box2 = box + kPreparedStride * tri[2];
     // Inclusive pixel bounds; convention step 4 when all w > 0.
-    const Float4 bounds = Min(Min(Load(b0), Load(b1)), Load(b2));
+    const Float4 bounds = Min(Min(Load(box0), Load(box1)), Load(box2));
     int column_begin, column_end, first_row, last_row;
     if (bounds[0] >= -1.0f) {
       const Float4 clipped = Max(bounds, image_box);
@@ -158,7 +149,7 @@ void RasterizeTriangleRows(const float* box, const float* homogeneous,
       column_end = -integers[1];
       first_row = integers[2];
       last_row = -integers[3];
-    } else if (CrossesCameraPlane(b0[0], b1[0], b2[0])) {
+    } else if (CrossesCameraPlane(box0[0], box1[0], box2[0])) {
       // No finite box: scan every pixel.
       column_begin = 0;
       column_end = image_width - 1;
@@ -171,60 +162,63 @@ void RasterizeTriangleRows(const float* box, const float* homogeneous,
     const float* h0 = homogeneous + kPreparedStride * tri[0];
     const float* h1 = homogeneous + kPreparedStride * tri[1];
     const float* h2 = homogeneous + kPreparedStride * tri[2];
-    Edge e0 = MakeEdge(h1, h2);
-    Edge e1 = MakeEdge(h2, h0);
-    Edge e2 = MakeEdge(h0, h1);
-    const float det = (e0.a * h0[0] + e0.b * h0[1]) + e0.c * h0[2];
+    // One lane per corner k: (qx_k, qy_k, w_k, z_k) of step 1, lane 3 zero.
+    const Float4 qx = {h0[0], h1[0], h2[0], 0.0f};
+    const Float4 qy = {h0[1], h1[1], h2[1], 0.0f};
+    const Float4 w = {h0[2], h1[2], h2[2], 0.0f};
+    const Float4 z = {h0[3], h1[3], h2[3], 0.0f};
+    // One lane per edge k, from corners a = k + 1 and b = k + 2 (step 2).
+    const Float4 qx_a = Next1(qx), qy_a = Next1(qy), w_a = Next1(w);
+    const Float4 qx_b = Next2(qx), qy_b = Next2(qy), w_b = Next2(w);
+    Float4 edge_a = qy_a * w_b - w_a * qy_b;
+    Float4 edge_b = w_a * qx_b - qx_a * w_b;
+    Float4 edge_c = qx_a * qy_b - qy_a * qx_b;
+    const float det =
+        (edge_a[0] * h0[0] + edge_b[0] * h0[1]) + edge_c[0] * h0[2];
     if (!std::isfinite(det) || det == 0.0f) continue;
     if (cull_backfaces && det < 0.0f) continue;
-    float plane_det = det;
+    // Depth plane of step 3: lane-wise over (A, B, C) the sum over corners
+    // of z_k times edge k's coefficient.
+    const Float4 za = z * edge_a, zb = z * edge_b, zc = z * edge_c;
+    const Float4 plane =
+        ((Float4{za[0], zb[0], zc[0], 0.0f} + Float4{za[1], zb[1], zc[1], 0.0f}) +
+         Float4{za[2], zb[2], zc[2], 0.0f}) / det;
     if (det < 0.0f) {
-      // Negation is exact, so testing -E >= 0 equals testing E <= 0, and the
-      // depth plane below, computed from negated edges and det, is unchanged.
-      e0 = Edge{-e0.a, -e0.b, -e0.c};
-      e1 = Edge{-e1.a, -e1.b, -e1.c};
-      e2 = Edge{-e2.a, -e2.b, -e2.c};
-      plane_det = -det;
+      // Negation is exact, so testing -E >= 0 equals testing E <= 0.
+      edge_a = -edge_a;
+      edge_b = -edge_b;
+      edge_c = -edge_c;
     }
-    // The depth plane (step 3) costs three divisions; many small triangles
-    // cover no pixel centre, so it is computed at the first covered pixel.
-    bool have_plane = false;
-    float dx = 0.0f, dy = 0.0f, dc = 0.0f;
+    const float plane_x = plane[0], plane_y = plane[1], plane_c = plane[2];
     const int32_t id = static_cast<int32_t>(t);
 
-    // 2 x 2 pixel tiles, one pixel per vector lane: lane = 2 * row + column.
-    for (int i = first_row; i <= last_row; i += 2) {
-      const Float4 py = half_height - (static_cast<float>(i) +
-                                       Float4{0.5f, 0.5f, 1.5f, 1.5f});
-      const Int4 row_in_box = (i + Int4{0, 0, 1, 1}) <= last_row;
-      for (int j = column_begin; j <= column_end; j += 2) {
-        const Float4 px = (static_cast<float>(j) +
-                           Float4{0.5f, 1.5f, 0.5f, 1.5f}) - half_width;
-        const Int4 covered =
-            row_in_box & ((j + Int4{0, 1, 0, 1}) <= column_end) &
-            ((e0.a * px + e0.b * py) + e0.c >= 0.0f) &
-            ((e1.a * px + e1.b * py) + e1.c >= 0.0f) &
-            ((e2.a * px + e2.b * py) + e2.c >= 0.0f);
-        unsigned lanes = LaneMask(covered);
-        if (lanes == 0) continue;
-        if (!have_plane) {
-          dx = ((h0[3] * e0.a + h1[3] * e1.a) + h2[3] * e2.a) / plane_det;
-          dy = ((h0[3] * e0.b + h1[3] * e1.b) + h2[3] * e2.b) / plane_det;
-          dc = ((h0[3] * e0.c + h1[3] * e1.c) + h2[3] * e2.c) / plane_det;
-          have_plane = true;
-        }
-        const Float4 z = (dx * px + dy * py) + dc;
-        lanes &= LaneMask((z >= -1.0f) & (z <= 1.0f));
-        for (; lanes != 0; lanes &= lanes - 1) {
-          const int lane = __builtin_ctz(lanes);
-          const int64_t pixel = (i + (lane >> 1)) * width + j + (lane & 1);
-          // Nearer than the stored depth, or the pixel is still empty (its
-          // stored depth is the far plane, which a triangle at z == 1 ties).
-          if (z[lane] < depth[pixel] || triangle_ids[pixel] < 0) {
-            triangle_ids[pixel] = id;
-            depth[pixel] = z[lane];
-          }
-        }
+    for (int i = first_row; i <= last_row; ++i) {
+      const float py = half_height - (static_cast<float>(i) + 0.5f);
+      const Float4 edge_row = edge_b * py;
+      const float depth_row_term = plane_y * py;
+      int32_t* id_row = triangle_ids + i * width;
+      float* depth_row = depth + i * width;
+      // px of column j is (j + 1/2) - W/2; adding 1 to it is exact.
+      float px = (static_cast<float>(column_begin) + 0.5f) - half_width;
+      for (int j = column_begin; j <= column_end; ++j, px += 1.0f) {
+        const Float4 edges = (edge_a * px + edge_row) + edge_c;
+        const float pixel_depth = (plane_x * px + depth_row_term) + plane_c;
+        // Inside all three edges, within the clip range, and nearer than the
+        // stored depth or the pixel is still empty (its stored depth is the
+        // far plane, which a triangle at depth 1 ties).  Branch-free: the
+        // outcome is data dependent and would mispredict often.
+        const bool draw =
+            ((LaneMask(edges >= 0.0f) & 7u) == 7u) &
+            (pixel_depth >= -1.0f) & (pixel_depth <= 1.0f) &
+            ((pixel_depth < depth_row[j]) | (id_row[j] < 0));
+        const int32_t keep = static_cast<int32_t>(draw) - 1;  // 0 or ~0
+        int32_t old_depth_bits, new_depth_bits;
+        std::memcpy(&old_depth_bits, &depth_row[j], sizeof(float));
+        std::memcpy(&new_depth_bits, &pixel_depth, sizeof(float));
+        const int32_t depth_bits =
+            (old_depth_bits & keep) | (new_depth_bits & ~keep);
+        id_row[j] = (id_row[j] & keep) | (id & ~keep);
+        std::memcpy(&depth_row[j], &depth_bits, sizeof(float));
       }
     }
   }

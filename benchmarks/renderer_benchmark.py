@@ -1,0 +1,228 @@
+"""Renders per second of the whole renderer pipeline, per backend.
+
+A render is the whole pipeline of ``unsup3dmm.renderer.render.render``:
+camera transform, visibility, vertex normals, barycentrics, interpolation and
+Phong shading to an RGB image composited over a background.  Forward+backward
+adds the gradient of a scalar of the images with respect to the vertices and
+the colours.
+
+The mesh has the size of the Basel Face Model 2017 (53,361 vertices, 105,800
+triangles vs. BFM's 53,149 / 105,694): a 231 x 231 grid draped over the front
+half of an ellipsoid 150 mm wide, 200 mm tall and 90 mm deep, posed and lit at
+random (seeded) and framed by the default camera like a face, so it covers a
+face-like share of the image (the table prints it).
+
+Also times the stages (forward): "visibility" (camera transform and
+rasterisation), "barycentrics" (vertex normals, barycentrics and the
+interpolation of albedo, normal and position) and "shading" (Phong shading and
+compositing), as shares of the whole forward pass.
+
+Usage::
+
+    python benchmarks/renderer_benchmark.py [--quick] [--json out.json]
+        [--backends op,tf] [--min_seconds 2]
+
+``--json`` writes a list of records with keys ``backend``, ``image_height``,
+``image_width``, ``batch``, ``mode`` ("forward" or "forward_backward") and
+``renders_per_second`` (plus ``coverage`` and, for forward records, the
+stage shares).  Targets (2-core CPU): op forward >= 250 and forward+backward
+>= 100 renders/s at 224 x 224, batch 32; tf within 4x of op.
+"""
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+from unsup3dmm.renderer import barycentrics as barycentrics_lib  # pylint: disable=g-import-not-at-top
+from unsup3dmm.renderer import camera as camera_lib
+from unsup3dmm.renderer import lighting
+from unsup3dmm.renderer import render as render_lib
+from unsup3dmm.renderer import shading
+from unsup3dmm.renderer import shading_op
+from unsup3dmm.renderer import visibility
+from unsup3dmm.renderer.config import RendererConfig
+
+GRID = 231                       # 231^2 = 53,361 vertices
+SEMI_AXES_MM = (75.0, 100.0, 90.0)
+SIZES = ((160, 160), (224, 224))
+BATCHES = (1, 8, 32)
+QUICK_CASES = (((224, 224), 32),)
+
+
+def face_sized_mesh(center_mm):
+  """A BFM-sized grid on a front half-ellipsoid centred at ``center_mm``.
+
+  Returns:
+    (vertices float32 [V, 3] mm, triangles int32 [T, 3]).
+  """
+  u, v = np.meshgrid(np.linspace(-1, 1, GRID), np.linspace(1, -1, GRID))
+  # Square -> disc (elliptical grid mapping), then onto the ellipsoid.
+  x = u * np.sqrt(1 - v ** 2 / 2)
+  y = v * np.sqrt(1 - u ** 2 / 2)
+  z = np.sqrt(np.maximum(1 - x ** 2 - y ** 2, 0))
+  vertices = np.stack([x, y, z], -1).reshape(-1, 3) * SEMI_AXES_MM
+  vertices = vertices - [0, 0, 0.5 * SEMI_AXES_MM[2]] + center_mm
+  index = np.arange(GRID * GRID).reshape(GRID, GRID)
+  a, b = index[:-1, :-1], index[:-1, 1:]
+  c, d = index[1:, :-1], index[1:, 1:]
+  # Rows go down the face: (a, c, d) and (a, d, b) are counter-clockwise
+  # seen from +z.
+  triangles = np.concatenate([np.stack([a, c, d], -1).reshape(-1, 3),
+                              np.stack([a, d, b], -1).reshape(-1, 3)])
+  return vertices.astype(np.float32), triangles.astype(np.int32)
+
+
+class Scene:
+  """Inputs of one benchmark case, as constants."""
+
+  def __init__(self, config, batch):
+    vertices, triangles = face_sized_mesh(np.asarray(config.look_at_mm))
+    self.config = config
+    self.triangles = tf.constant(triangles)
+    self.vertices = tf.constant(np.tile(vertices[None], [batch, 1, 1]))
+    rng = np.random.default_rng(0)
+    self.colors = tf.constant(
+        rng.uniform(0.4, 0.8, (batch, len(vertices), 3)).astype(np.float32))
+    self.poses = camera_lib.sample_poses(batch, 1, config)
+    self.lights = lighting.sample_lights(batch, 2, config)
+    self.camera = camera_lib.Camera.from_config(config)
+    self.material = shading.Material.from_config(config)
+
+
+def full_render(scene, backend):
+  def forward(vertices, colors):
+    return render_lib.render(vertices, colors, scene.triangles, scene.poses,
+                             scene.lights, scene.config, backend=backend,
+                             background_seed=3).images
+  return forward
+
+
+def stage_prefixes(scene, backend):
+  """Functions running the pipeline up to the end of each stage."""
+  config = scene.config
+
+  def visible(vertices):
+    camera_vertices = camera_lib.camera_space_vertices(vertices, scene.poses,
+                                                       scene.camera)
+    clip = camera_lib.project_to_clip(camera_vertices, scene.camera)
+    ids = visibility.rasterize(clip, scene.triangles, config.image_size,
+                               backend=backend)
+    return camera_vertices, clip, ids
+
+  def to_visibility(vertices, colors):
+    del colors
+    return visible(vertices)[2].triangle_ids
+
+  def to_barycentrics(vertices, colors):
+    camera_vertices, clip, ids = visible(vertices)
+    normals = shading.vertex_normals(camera_vertices, scene.triangles, backend)
+    attributes = tf.concat([colors, normals, camera_vertices], -1)
+    return barycentrics_lib.pixel_barycentrics_and_attributes(
+        clip, attributes, scene.triangles, ids.triangle_ids, backend)[1]
+
+  return {"visibility": to_visibility, "barycentrics": to_barycentrics}
+
+
+def time_function(function, args, min_seconds, min_iterations=3):
+  """Seconds per call of a tf.function, after warm-up."""
+  for _ in range(2):
+    tf.nest.map_structure(lambda t: t.numpy(), function(*args))
+  count, start = 0, time.perf_counter()
+  while count < min_iterations or time.perf_counter() - start < min_seconds:
+    result = function(*args)
+    tf.nest.map_structure(lambda t: t.numpy(), result)
+    count += 1
+  return (time.perf_counter() - start) / count
+
+
+def forward_backward(forward):
+  def step(vertices, colors):
+    with tf.GradientTape() as tape:
+      tape.watch([vertices, colors])
+      images = forward(vertices, colors)
+      loss = tf.reduce_mean(tf.square(images - 0.5))
+    return tape.gradient(loss, [vertices, colors])
+  return step
+
+
+def run_case(backend, size, batch, min_seconds):
+  config = RendererConfig(image_size=size)
+  scene = Scene(config, batch)
+  args = (scene.vertices, scene.colors)
+  forward = full_render(scene, backend)
+  coverage = float(tf.reduce_mean(render_lib.render(
+      *args, scene.triangles, scene.poses, scene.lights, config,
+      backend=backend).alpha))
+  records = []
+  seconds = time_function(tf.function(forward), args, min_seconds)
+  record = dict(backend=backend, image_height=size[0], image_width=size[1],
+                batch=batch, mode="forward", renders_per_second=batch / seconds,
+                coverage=coverage)
+  previous = 0.0
+  for stage, function in stage_prefixes(scene, backend).items():
+    prefix = time_function(tf.function(function), args, min_seconds / 2)
+    record[f"share_{stage}"] = (prefix - previous) / seconds
+    previous = prefix
+  record["share_shading"] = (seconds - previous) / seconds
+  records.append(record)
+  seconds = time_function(tf.function(forward_backward(forward)), args,
+                          min_seconds)
+  records.append(dict(backend=backend, image_height=size[0],
+                      image_width=size[1], batch=batch,
+                      mode="forward_backward",
+                      renders_per_second=batch / seconds, coverage=coverage))
+  return records
+
+
+def print_table(records):
+  header = (f"{'backend':8}{'size':>10}{'batch':>7}{'mode':>18}"
+            f"{'renders/s':>11}{'coverage':>10}{'vis':>7}{'bary':>7}"
+            f"{'shade':>7}")
+  print(header)
+  print("-" * len(header))
+  for r in records:
+    shares = "".join(
+        f"{r[k]:7.0%}" if k in r else f"{'':7}"
+        for k in ("share_visibility", "share_barycentrics", "share_shading"))
+    print(f"{r['backend']:8}{r['image_height']:>5}x{r['image_width']:<4}"
+          f"{r['batch']:>7}{r['mode']:>18}{r['renders_per_second']:>11.1f}"
+          f"{r['coverage']:>10.2f}{shares}", flush=True)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--quick", action="store_true",
+                      help="only 224x224, batch 32")
+  parser.add_argument("--json", default="", help="write the records here")
+  parser.add_argument("--backends", default="op,tf",
+                      help="comma-separated subset of op,tf")
+  parser.add_argument("--min_seconds", type=float, default=2.0,
+                      help="time each case for at least this long")
+  args = parser.parse_args()
+  backends = [b for b in args.backends.split(",") if b]
+  for backend in backends:
+    barycentrics_lib.check_backend(backend, "--backends")
+  if "op" in backends:
+    shading_op.load_op_library()
+  cases = (QUICK_CASES if args.quick else
+           [(size, batch) for size in SIZES for batch in BATCHES])
+  records = []
+  for backend in backends:
+    for size, batch in cases:
+      records += run_case(backend, size, batch, args.min_seconds)
+      print_table(records[-2:])
+  print()
+  print_table(records)
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(records, f, indent=2)
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+  main()
