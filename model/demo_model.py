@@ -91,8 +91,6 @@ _RANDOM_SHAPE_ORDERS = 5
 _RANDOM_SHAPE_RMS_MM = 1.4
 _RANDOM_SHAPE_DECAY = 0.92
 _DEMO_SEED = 0
-# Field values below this are set to zero before the PCA (see _pca).
-_NEGLIGIBLE = 1e-20
 
 
 def _smoothstep(edge0, edge1, x):
@@ -391,30 +389,6 @@ def _landmark_ids() -> np.ndarray:
   return ids.astype(np.int32)
 
 
-def _pca(fields: np.ndarray):
-  """1-std fields [K, V, 3] -> (orthonormal-scaled basis [K, V, 3], var [K]).
-
-  The SVD ``F = U S W^T`` of the fields as columns gives the same Gaussian
-  (covariance ``F F^T = U S^2 U^T``) with orthonormal ``U`` and variances
-  ``S^2`` in decreasing order; each direction's sign makes its largest
-  entry positive (deterministic).
-  """
-  k = fields.shape[0]
-  rows = fields.reshape(k, -1).astype(np.float64)
-  # Far Gaussian tails underflow to subnormal numbers, which make BLAS (and
-  # later float32 arithmetic) orders of magnitude slower: flush them.
-  rows[np.abs(rows) < _NEGLIGIBLE] = 0.0
-  # Via the small Gram matrix F^T F = W S^2 W^T (U = F W / S): one [K, 3V]
-  # product instead of a tall SVD; float64 keeps U orthonormal to ~1e-10 for
-  # the condition numbers here.
-  variance, w = np.linalg.eigh(rows @ rows.T)
-  variance, w = variance[::-1], w[:, ::-1]
-  scaled = w.T @ rows  # rows: u_k * s_k
-  u = scaled / np.sqrt(variance)[:, None]
-  signs = np.sign(u[np.arange(k), np.argmax(np.abs(u), axis=1)])
-  return (scaled * signs[:, None]).reshape(fields.shape), variance
-
-
 def _random_shape_fields(topology, rng):
   """Smooth normal-displacement fields [K, V] (mm), alternately symmetric
   and antisymmetric in x: random combinations of low-frequency products of
@@ -461,7 +435,7 @@ def _shape_model(seed):
   rng = np.random.default_rng(seed)
   for field in _random_shape_fields(topology, rng):
     fields.append(field[:, None] * normals)
-  basis, variance = _pca(np.array(fields))
+  basis, variance = morphable_model.pca_from_deviations(np.array(fields))
   return mean, basis, variance
 
 
@@ -712,8 +686,8 @@ def synthetic_color_model(vertices: np.ndarray, triangles: np.ndarray,
   Regions whose landmarks are undefined are left out; without eyes and mouth
   corners only skin tone, cavity shading and global modes remain.  Concave
   regions are darkened (baked occlusion, from the mesh's discrete mean
-  curvature).  Modes (1-std designs, then PCA like
-  :func:`_pca`): skin lightness and hue, olive tint, cheek/nose/lip redness,
+  curvature).  Modes (1-std designs, then
+  :func:`~unsup3dmm.model.morphable_model.pca_from_deviations`): skin lightness and hue, olive tint, cheek/nose/lip redness,
   lip darkness, brow darkness, iris colour and lightness, beard shadow, dark
   circles, forehead, left-right and top-bottom gradients, sclera tint, and
   smooth random fields.
@@ -784,7 +758,7 @@ def synthetic_color_model(vertices: np.ndarray, triangles: np.ndarray,
     tint = _SKIN + 0.3 * rng.normal(size=3)
     fields.append(field(pattern * _RANDOM_COLOR_RMS * _RANDOM_COLOR_DECAY**k /
                         max(rms, 1e-12), tint / np.linalg.norm(tint)))
-  basis, variance = _pca(np.array(fields))
+  basis, variance = morphable_model.pca_from_deviations(np.array(fields))
   return color, basis, variance
 
 

@@ -362,10 +362,12 @@ class FaceNetEncoder(keras.layers.Layer):
     load_facenet_weights(
         network, weights_path,
         description=f"FaceNet {model_name} ({self.embedding_dim}-D)")
-    self._network = keras.Model(
+    # The Keras model images -> [AvgPool features, embeddings] (preprocessed
+    # input; no preprocessing inside).  Frozen.
+    self.network = keras.Model(
         network.input, [network.get_layer("AvgPool").output, network.output],
         name=f"facenet_{model_name.replace('-', '_')}")
-    self._network.trainable = False
+    self.network.trainable = False
     self._forward = tf.function(
         self._forward_impl,
         input_signature=[
@@ -396,7 +398,7 @@ class FaceNetEncoder(keras.layers.Layer):
       standardized = fixed_standardization(pixels)
     else:
       standardized = prewhiten(pixels)
-    features, embeddings = self._network(standardized, training=False)
+    features, embeddings = self.network(standardized, training=False)
     return EncoderOutput(features, embeddings)
 
   def call(self, images) -> EncoderOutput:

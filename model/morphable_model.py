@@ -52,6 +52,9 @@ _UNIT_NORM_TOLERANCE = 1e-2
 # Stored colour means must lie in this range (a file with 0..255 values fails).
 _COLOR_MEAN_RANGE = (-0.1, 1.1)
 
+# Magnitudes below this are treated as zero in pca_from_deviations.
+_NEGLIGIBLE = 1e-20
+
 ArrayLike = Union[np.ndarray, list, tuple]
 
 
@@ -118,6 +121,8 @@ class MorphableModel:
       put(f"{prefix}_basis", _frozen_float32(
           getattr(self, f"{prefix}_basis"), f"{prefix}_basis", (None, v, 3)))
       k = getattr(self, f"{prefix}_basis").shape[0]
+      if k == 0:
+        raise ValueError(f"{prefix}_basis must have at least one component")
       variance = _frozen_float32(getattr(self, f"{prefix}_variance"),
                                  f"{prefix}_variance", (k,))
       if np.any(variance <= 0):
@@ -231,6 +236,51 @@ def _check_k(k, name, available, source):
     raise ValueError(f"{name}={k} is out of range: {source!r} has "
                      f"{available} {name.split('_')[0]} components")
   return int(k)
+
+
+def pca_from_deviations(deviations: np.ndarray,
+                        relative_tolerance: float = 1e-12
+                        ) -> Tuple[np.ndarray, np.ndarray]:
+  """Orthonormal PCA of a Gaussian given by 1-std deviation fields.
+
+  For ``x = mean + sum_k c_k d_k`` with iid standard normal ``c_k`` (``d_k``
+  the rows of ``deviations``, not necessarily orthogonal), the covariance is
+  ``D D^T``.  Its eigen-decomposition ``U S^2 U^T`` (computed through the
+  small Gram matrix ``D^T D``) gives the same distribution with orthonormal
+  directions ``U`` and variances ``S^2``: ``x = mean + sum_k c'_k u_k s_k``.
+  Directions with variance below ``relative_tolerance`` times the largest
+  (linearly dependent inputs) are dropped.  Signs are deterministic: each
+  direction's largest-magnitude entry is positive.
+
+  Args:
+    deviations: float ``[K, V, 3]`` (any unit, e.g. mm or RGB).
+    relative_tolerance: see above.
+
+  Returns:
+    ``(scaled_basis [K', V, 3], variance [K'])``, float64: ``u_k * s_k`` and
+    ``s_k^2`` in decreasing order, ``K' <= K``.
+  """
+  deviations = np.asarray(deviations)
+  if deviations.ndim != 3 or deviations.shape[2] != 3 or not deviations.size:
+    raise ValueError("deviations must have shape [components > 0, "
+                     f"vertex_count, 3], got {deviations.shape}")
+  k = deviations.shape[0]
+  rows = deviations.reshape(k, -1).astype(np.float64)
+  # Far Gaussian tails underflow to subnormal numbers, which make BLAS (and
+  # later float32 arithmetic) orders of magnitude slower: flush them.
+  rows[np.abs(rows) < _NEGLIGIBLE] = 0.0
+  variance, w = np.linalg.eigh(rows @ rows.T)
+  variance, w = variance[::-1], w[:, ::-1]
+  keep = variance > relative_tolerance * max(variance[0], _NEGLIGIBLE)
+  if not np.any(keep):
+    raise ValueError("deviations span no direction (all zero)")
+  variance, w = variance[keep], w[:, keep]
+  scaled = w.T @ rows  # rows: u_k * s_k
+  u = scaled / np.sqrt(variance)[:, None]
+  signs = np.sign(u[np.arange(len(variance)),
+                    np.argmax(np.abs(u), axis=1)])
+  scaled *= signs[:, None]
+  return scaled.reshape((len(variance),) + deviations.shape[1:]), variance
 
 
 # ---------------------------------------------------------------------------

@@ -31,8 +31,6 @@ one gather of the covered pixels' corner data, cross products and a dot
 product) and ``"op"`` (the fused C++ kernels of renderer/kernels, with
 registered gradients; CPU only).
 """
-from typing import Tuple
-
 import tensorflow as tf
 
 from unsup3dmm.renderer import camera as camera_lib
@@ -174,19 +172,20 @@ def _flat(per_vertex):
   return tf.reshape(per_vertex, [-1, tf.shape(per_vertex)[-1]])
 
 
-def barycentrics_tf(clip_vertices, triangles, triangle_ids) -> tf.Tensor:
-  """TensorFlow backend of :func:`compute_barycentrics` (no checks)."""
-  image_shape = tf.shape(triangle_ids)
-  where, rows = _covered_pixels(triangle_ids, triangles,
-                                tf.shape(clip_vertices)[1])
-  xyw = tf.gather(clip_vertices, [0, 1, 3], axis=-1)
-  corners = tf.gather(_flat(xyw), rows)                     # [N, 3, 3]
+def _pixel_weights(corners, where, image_shape):
+  """Barycentrics [N, 3] of covered pixels from their corners' clip (x, y, w).
+
+  Args:
+    corners: float32 [N, 3, 3+] whose first 3 channels are clip x, y, w.
+    where: int64 [N, 3] (batch, row, column) of the pixels.
+    image_shape: int [3] (batch, height, width).
+  """
   x_ndc, y_ndc = camera_lib.pixel_centers_ndc((image_shape[1],
                                                image_shape[2]))
   p = tf.stack([tf.gather(x_ndc, where[:, 2]), tf.gather(y_ndc, where[:, 1])],
                axis=-1)                                     # [N, 2]
   # d_k = (x_k - w_k p_x, y_k - w_k p_y): e_k = d_{k+1} x d_{k+2}.
-  offsets = corners[..., :2] - corners[..., 2:] * p[:, None, :]
+  offsets = corners[..., 0:2] - corners[..., 2:3] * p[:, None, :]
   dx, dy = offsets[..., 0], offsets[..., 1]                 # [N, 3]
   next_dx, next_dy = tf.roll(dx, -1, axis=1), tf.roll(dy, -1, axis=1)
   after_dx, after_dy = tf.roll(dx, -2, axis=1), tf.roll(dy, -2, axis=1)
@@ -195,8 +194,39 @@ def barycentrics_tf(clip_vertices, triangles, triangle_ids) -> tf.Tensor:
   total = tf.where(tf.abs(total) < DENOMINATOR_EPSILON,
                    tf.where(total < 0, -DENOMINATOR_EPSILON,
                             DENOMINATOR_EPSILON), total)
-  return tf.scatter_nd(where, e / total,
+  return e / total
+
+
+def barycentrics_tf(clip_vertices, triangles, triangle_ids) -> tf.Tensor:
+  """TensorFlow backend of :func:`compute_barycentrics` (no checks)."""
+  image_shape = tf.shape(triangle_ids)
+  where, rows = _covered_pixels(triangle_ids, triangles,
+                                tf.shape(clip_vertices)[1])
+  xyw = tf.gather(clip_vertices, [0, 1, 3], axis=-1)
+  weights = _pixel_weights(tf.gather(_flat(xyw), rows), where, image_shape)
+  return tf.scatter_nd(where, weights,
                        tf.concat([tf.cast(image_shape, tf.int64), [3]], 0))
+
+
+def covered_pixel_attributes(table, triangles, triangle_ids):
+  """Barycentrics and interpolated attributes of the covered pixels.
+
+  Args:
+    table: float32 [batch, vertex_count, 3 + channels]: clip x, y, w, then the
+      attributes.
+    triangles: int32 [triangle_count, 3].
+    triangle_ids: int32 [batch, height, width].
+
+  Returns:
+    where: int64 [N, 3] (batch, row, column) of the covered pixels.
+    weights: float32 [N, 3] their barycentrics.
+    values: float32 [N, channels] their interpolated attributes.
+  """
+  where, rows = _covered_pixels(triangle_ids, triangles, tf.shape(table)[1])
+  corners = tf.gather(_flat(table), rows)                   # [N, 3, 3 + C]
+  weights = _pixel_weights(corners, where, tf.shape(triangle_ids))
+  values = tf.reduce_sum(weights[..., None] * corners[..., 3:], axis=1)
+  return where, weights, values
 
 
 def interpolate_tf(attributes, triangles, triangle_ids,
@@ -210,20 +240,3 @@ def interpolate_tf(attributes, triangles, triangle_ids,
   shape = tf.concat([tf.cast(tf.shape(triangle_ids), tf.int64),
                      tf.shape(attributes, out_type=tf.int64)[2:]], 0)
   return tf.scatter_nd(where, values, shape)
-
-
-def pixel_barycentrics_and_attributes(
-    clip_vertices, attributes, triangles, triangle_ids, backend: str
-) -> Tuple[tf.Tensor, tf.Tensor]:
-  """:func:`compute_barycentrics` then :func:`interpolate` (no checks).
-
-  Returns:
-    ``(barycentrics [batch, height, width, 3],
-    interpolated [batch, height, width, channels])``.
-  """
-  if backend == "op":
-    weights = shading_op.barycentrics(clip_vertices, triangles, triangle_ids)
-    return weights, shading_op.interpolate(attributes, triangles,
-                                           triangle_ids, weights)
-  weights = barycentrics_tf(clip_vertices, triangles, triangle_ids)
-  return weights, interpolate_tf(attributes, triangles, triangle_ids, weights)

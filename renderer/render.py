@@ -40,26 +40,22 @@ _warned_op_unavailable = False
 
 
 class Framebuffer(NamedTuple):
-  """Per-pixel intermediate results at the rendering resolution.
+  """Per-pixel intermediate results at the rendering resolution (debugging).
 
   The rendering resolution is the output size times ``config.supersampling``.
+  All are 0 where no triangle is visible.
 
   Attributes:
-    visibility: :class:`Visibility` (triangle ids, depth, mask), no gradient.
-    barycentrics: float32 ``[batch, H, W, 3]``, 0 where empty.
+    barycentrics: float32 ``[batch, H, W, 3]``.
     albedo: float32 ``[batch, H, W, 3]`` interpolated vertex colours.
     normals: float32 ``[batch, H, W, 3]`` interpolated unit vertex normals
       (not renormalised), camera space.
     positions_mm: float32 ``[batch, H, W, 3]`` camera-space surface points.
-    radiance: float32 ``[batch, H, W, 3]`` Phong shading before clipping and
-      compositing, 0 where empty.
   """
-  visibility: visibility_lib.Visibility
   barycentrics: tf.Tensor
   albedo: tf.Tensor
   normals: tf.Tensor
   positions_mm: tf.Tensor
-  radiance: tf.Tensor
 
 
 class RenderResult(NamedTuple):
@@ -71,11 +67,17 @@ class RenderResult(NamedTuple):
     alpha: float32 ``[batch, height, width, 1]`` in [0, 1], coverage of the
       face (fractional at the silhouette only with supersampling).  No
       gradient.
-    framebuffer: :class:`Framebuffer` at the rendering resolution.
+    visibility: :class:`Visibility` (triangle ids, depth, mask) at the
+      rendering resolution (output size times ``config.supersampling``).
+    radiance: float32 ``[batch, H, W, 3]`` Phong shading at the rendering
+      resolution before clipping and compositing, 0 where empty.
+    framebuffer: :class:`Framebuffer`, or None unless requested.
   """
   images: tf.Tensor
   alpha: tf.Tensor
-  framebuffer: Framebuffer
+  visibility: visibility_lib.Visibility
+  radiance: tf.Tensor
+  framebuffer: Optional[Framebuffer]
 
 
 def resolve_backend(backend: str) -> str:
@@ -184,7 +186,8 @@ def _background_images(background, background_seed, batch_size, config):
 def render(vertices, colors, triangles, poses: Poses, lights: Lights,
            config: RendererConfig, backend: Optional[str] = None,
            background=None, background_seed=None,
-           camera: Optional[Camera] = None) -> RenderResult:
+           camera: Optional[Camera] = None,
+           with_framebuffer: bool = False) -> RenderResult:
   """Renders a batch of meshes with Phong shading (deferred, differentiable).
 
   Args:
@@ -207,6 +210,8 @@ def render(vertices, colors, triangles, poses: Poses, lights: Lights,
     camera: None (the camera of ``config``), or a :class:`Camera` whose fields
       may be tensors (gradients then flow to them); its image size must be
       ``config.image_size``.
+    with_framebuffer: also return the per-pixel barycentrics, albedo, normals
+      and positions (extra work, for debugging).
 
   Returns:
     :class:`RenderResult`.  Gradients of ``images`` flow to ``vertices``,
@@ -255,17 +260,9 @@ def render(vertices, colors, triangles, poses: Poses, lights: Lights,
   normals = (shading_op.vertex_normals(camera_vertices, triangles)
              if backend == "op" else
              shading.vertex_normals_tf(camera_vertices, triangles))
-  attributes = tf.concat([colors, normals, camera_vertices], axis=-1)
-  weights, pixels = barycentrics_lib.pixel_barycentrics_and_attributes(
-      clip_vertices, attributes, triangles, visible.triangle_ids, backend)
-  albedo, pixel_normals, positions = (pixels[..., 0:3], pixels[..., 3:6],
-                                      pixels[..., 6:9])
-  if backend == "op":
-    radiance = shading_op.phong_shade(albedo, pixel_normals, positions,
-                                      visible.mask, lights, material)
-  else:
-    radiance = shading.phong_shade_tf(albedo, pixel_normals, positions,
-                                      visible.mask, lights, material)
+  radiance = shading.deferred_shading_unchecked(
+      clip_vertices, colors, normals, camera_vertices, triangles,
+      visible.triangle_ids, lights, material, backend)
   face = tf.clip_by_value(radiance, 0.0, 1.0)
   alpha = visible.mask[..., None]
   if factor > 1:
@@ -273,10 +270,16 @@ def render(vertices, colors, triangles, poses: Poses, lights: Lights,
     alpha = tf.nn.avg_pool2d(alpha, factor, factor, "VALID")
   # face is 0 where empty (premultiplied by alpha): "over" compositing.
   images = face + (1.0 - alpha) * background
-  framebuffer = Framebuffer(visibility=visible, barycentrics=weights,
-                            albedo=albedo, normals=pixel_normals,
-                            positions_mm=positions, radiance=radiance)
-  return RenderResult(images=images, alpha=alpha, framebuffer=framebuffer)
+  framebuffer = None
+  if with_framebuffer:
+    weights = barycentrics_lib.compute_barycentrics(
+        clip_vertices, triangles, visible.triangle_ids, backend)
+    framebuffer = Framebuffer(weights, *(
+        barycentrics_lib.interpolate(attribute, triangles,
+                                     visible.triangle_ids, weights, backend)
+        for attribute in (colors, normals, camera_vertices)))
+  return RenderResult(images=images, alpha=alpha, visibility=visible,
+                      radiance=radiance, framebuffer=framebuffer)
 
 
 def render_coefficients(tf_morphable_model, shape_coefficients,

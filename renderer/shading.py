@@ -149,6 +149,7 @@ def check_pixel_inputs(albedo, normals, positions, mask, lights):
     raise ValueError(f"mask must have shape {albedo.shape[:3]}, got "
                      f"{mask.shape}")
   lights = lighting.check_lights(lights, albedo.shape[0])
+  _check_static_light_count(lights)
   return albedo, normals, positions, mask, lights
 
 
@@ -189,6 +190,27 @@ def phong_shade(albedo, normals, positions_mm, mask, lights: lighting.Lights,
 def phong_shade_tf(albedo, normals, positions_mm, mask, lights, material
                    ) -> tf.Tensor:
   """TensorFlow backend of :func:`phong_shade` (no checks)."""
+  radiance = _phong(albedo, normals, positions_mm,
+                    lights.positions_mm[:, None, None],
+                    lights.colors[:, None, None],
+                    lights.ambient[:, None, None], material)
+  return radiance * mask[..., None]
+
+
+def _phong(albedo, normals, positions_mm, light_positions, light_colors,
+           ambient, material):
+  """Phong radiance of surface points (no mask).
+
+  Args:
+    albedo, normals, positions_mm: float32 ``[..., 3]``.
+    light_positions, light_colors: float32 ``[..., light_count, 3]``
+      broadcastable against the points (static light_count).
+    ambient: float32 ``[..., 3]`` broadcastable.
+    material: :class:`Material`.
+
+  Returns:
+    float32 ``[..., 3]``.
+  """
   n = _normalize(normals)
   to_camera = _normalize(-positions_mm)
   luminance = tf.reduce_sum(
@@ -197,12 +219,10 @@ def phong_shade_tf(albedo, normals, positions_mm, mask, lights, material
   specular_albedo = material.specular_strength * (
       (1.0 - material.specular_diffuse_mix) * DIELECTRIC_REFLECTANCE +
       material.specular_diffuse_mix * luminance)
-  radiance = albedo * lights.ambient[:, None, None, :]
-  light_count = lights.positions_mm.shape[1]
-  for index in range(light_count):
-    color = lights.colors[:, None, None, index, :]                # [B,1,1,3]
-    to_light = _normalize(lights.positions_mm[:, None, None, index, :] -
-                          positions_mm)
+  radiance = albedo * ambient
+  for position, color in zip(tf.unstack(light_positions, axis=-2),
+                             tf.unstack(light_colors, axis=-2)):
+    to_light = _normalize(position - positions_mm)
     cosine = tf.reduce_sum(n * to_light, axis=-1, keepdims=True)
     lit = cosine > 0.0
     reflected = 2.0 * cosine * n - to_light
@@ -213,4 +233,83 @@ def phong_shade_tf(albedo, normals, positions_mm, mask, lights, material
         0.0)
     radiance += color * (albedo * tf.where(lit, cosine, 0.0) +
                          specular_albedo * highlight)
-  return radiance * mask[..., None]
+  return radiance
+
+
+def deferred_shading(clip_vertices, colors, normals, positions_mm, triangles,
+                     triangle_ids, lights: lighting.Lights, material: Material,
+                     backend: str = "tf") -> tf.Tensor:
+  """Barycentrics, interpolation and Phong shading in one step.
+
+  Equal to ``phong_shade(interpolate(colors), interpolate(normals),
+  interpolate(positions_mm), mask=triangle_ids >= 0, ...)`` with the
+  barycentrics of :func:`compute_barycentrics`, without the intermediate
+  images (the renderer's hot path; the "op" backend fuses it in one kernel).
+
+  Args:
+    clip_vertices: float32 ``[batch, vertex_count, 4]``, clip space.
+    colors: float32 ``[batch, vertex_count, 3]``, linear RGB albedo.
+    normals: float32 ``[batch, vertex_count, 3]``, camera space.
+    positions_mm: float32 ``[batch, vertex_count, 3]``, camera space, mm.
+    triangles: int32 ``[triangle_count, 3]``.
+    triangle_ids: int32 ``[batch, height, width]``, -1 where empty.
+    lights: :class:`Lights`, camera space.
+    material: :class:`Material`.
+    backend: "tf" or "op".
+
+  Returns:
+    float32 ``[batch, height, width, 3]`` radiance, not clipped, 0 where
+    empty.  Gradients flow to the clip vertices (x, y, w), colours, normals,
+    positions and lights.
+
+  Raises:
+    ValueError: for badly shaped inputs, a bad material or unknown backend.
+  """
+  clip_vertices = barycentrics_lib._check_clip_vertices(clip_vertices)
+  per_vertex = []
+  for name, value in (("colors", colors), ("normals", normals),
+                      ("positions_mm", positions_mm)):
+    value = tf.convert_to_tensor(value, tf.float32)
+    if value.shape.rank != 3 or value.shape[-1] != 3 or (
+        not value.shape[:2].is_compatible_with(clip_vertices.shape[:2])):
+      raise ValueError(f"{name} must have shape [batch, vertex_count, 3] = "
+                       f"{clip_vertices.shape[:2] + [3]}, got {value.shape}")
+    per_vertex.append(value)
+  triangles, triangle_ids = barycentrics_lib._check_triangles_and_ids(
+      triangles, triangle_ids, clip_vertices.shape[0])
+  lights = lighting.check_lights(lights, clip_vertices.shape[0])
+  _check_static_light_count(lights)
+  check_material(material)
+  backend = barycentrics_lib.check_backend(backend)
+  return deferred_shading_unchecked(clip_vertices, *per_vertex, triangles,
+                                    triangle_ids, lights, material, backend)
+
+
+def deferred_shading_unchecked(clip_vertices, colors, normals, positions_mm,
+                               triangles, triangle_ids, lights, material,
+                               backend):
+  """:func:`deferred_shading` without input checks."""
+  if backend == "op":
+    return shading_op.deferred_shading(clip_vertices, colors, normals,
+                                       positions_mm, triangles, triangle_ids,
+                                       lights, material)
+  # TensorFlow: one gather of the covered pixels' corner data (clip x, y, w
+  # and the 9 attribute channels), shading of those pixels only.
+  table = tf.concat([tf.gather(clip_vertices, [0, 1, 3], axis=-1), colors,
+                     normals, positions_mm], axis=-1)
+  where, weights, values = barycentrics_lib.covered_pixel_attributes(
+      table, triangles, triangle_ids)
+  del weights
+  batch_index = where[:, 0]
+  radiance = _phong(values[:, 0:3], values[:, 3:6], values[:, 6:9],
+                    tf.gather(lights.positions_mm, batch_index),
+                    tf.gather(lights.colors, batch_index),
+                    tf.gather(lights.ambient, batch_index), material)
+  return tf.scatter_nd(where, radiance,
+                       tf.concat([tf.shape(triangle_ids, tf.int64), [3]], 0))
+
+
+def _check_static_light_count(lights):
+  if lights.positions_mm.shape[1] is None:
+    raise ValueError("lights.positions_mm must have a static light count, "
+                     f"got shape {lights.positions_mm.shape}")

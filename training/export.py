@@ -111,7 +111,7 @@ def export_saved_model(regressor, tf_morphable_model, model_dir: str,
   # TensorFlow logs every renamed input of the frozen encoder (thousands of
   # names) at INFO while saving; keep the training log readable.
   verbosity = logging.get_verbosity()
-  logging.set_verbosity(max(verbosity, logging.WARNING))
+  logging.set_verbosity(min(verbosity, logging.WARNING))
   try:
     tf.saved_model.save(
         module, tmp,

@@ -86,26 +86,11 @@ class StepLosses:
 
   def synthetic_batch(self, global_batch: int, seed) -> synthetic.SyntheticBatch:
     """This replica's share of a freshly rendered and encoded batch."""
-    shape, texture = self.morphable_model.sample_coefficients(
-        global_batch, seed=synthetic.sub_seed(seed, 0),
-        truncation=self.synthetic_faces.truncation or None)
-    poses = render_lib.sample_poses(global_batch, synthetic.sub_seed(seed, 1),
-                                    self.renderer_config)
-    lights = render_lib.sample_lights(global_batch,
-                                      synthetic.sub_seed(seed, 2),
-                                      self.renderer_config)
-    shape, texture, poses, lights = replica_slice((shape, texture, poses,
-                                                   lights), global_batch)
-    images = render_lib.render_coefficients(
-        self.morphable_model, shape, texture, poses, lights,
-        self.renderer_config,
-        background_seed=synthetic.sub_seed(seed, 3 + tf.distribute
-                                           .get_replica_context()
-                                           .replica_id_in_sync_group)).images
-    features, _ = self.regressor.encoder(images)
-    return synthetic.SyntheticBatch(images=images, features=features,
-                                    shape_coefficients=shape,
-                                    texture_coefficients=texture)
+    sample = replica_slice(self.synthetic_faces.sample(global_batch, seed),
+                           global_batch)
+    batch = self.synthetic_faces.render_sample(sample)
+    batch.features, _ = self.regressor.encoder(batch.images)
+    return batch
 
   def stage1(self, batch: synthetic.SyntheticBatch) -> StepOutput:
     """Parameter loss on this replica's synthetic faces (with features)."""
@@ -114,24 +99,27 @@ class StepLosses:
     return self._finish(terms, prediction[SHAPE], prediction[TEXTURE])
 
   def view_randomness(self, global_real: int, seed):
-    """Poses and lights of the identity views and the loopback view.
+    """Poses, lights and backgrounds of the identity and loopback views.
 
-    Returns (poses, lights) for ``global_real * (identity_views + 1)`` renders
-    ordered example-major: example i's identity views, then its loopback view.
+    Returns (poses, lights, backgrounds [count, 3]) for ``count = global_real
+    * (identity_views + 1)`` renders ordered example-major: example i's
+    identity views, then its loopback view.
     """
     count = global_real * (self.loss_config.identity_views + 1)
     poses = render_lib.sample_poses(count, synthetic.sub_seed(seed, 10),
                                     self.renderer_config)
     lights = render_lib.sample_lights(count, synthetic.sub_seed(seed, 11),
                                       self.renderer_config)
-    return poses, lights
+    backgrounds = render_lib.sample_backgrounds(
+        count, synthetic.sub_seed(seed, 12), self.renderer_config)
+    return poses, lights, backgrounds
 
-  def render_views(self, shape, texture, poses, lights, background_seed):
+  def render_views(self, shape, texture, poses, lights, backgrounds):
     """Renders each face in its identity views and loopback view.
 
     Args:
       shape, texture: [n, K] coefficients.
-      poses, lights: for n * (views + 1) renders, example-major.
+      poses, lights, backgrounds: for n * (views + 1) renders, example-major.
 
     Returns:
       float32 [n * (views + 1), H, W, 3] images in [0, 1].
@@ -140,7 +128,7 @@ class StepLosses:
     return render_lib.render_coefficients(
         self.morphable_model, tf.repeat(shape, repeats, axis=0),
         tf.repeat(texture, repeats, axis=0), poses, lights,
-        self.renderer_config, background_seed=background_seed).images
+        self.renderer_config, background=backgrounds).images
 
   def stage2(self, global_real: int, real_features, real_embeddings,
              synthetic_batch: Optional[synthetic.SyntheticBatch],
@@ -158,11 +146,9 @@ class StepLosses:
     views = self.loss_config.identity_views
     prediction = self.regressor.decode(real_features)
     shape, texture = prediction[SHAPE], prediction[TEXTURE]
-    poses, lights = self.view_randomness(global_real, seed)
-    poses, lights = replica_slice((poses, lights), global_real * (views + 1))
-    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-    images = self.render_views(shape, texture, poses, lights,
-                               synthetic.sub_seed(seed, 20 + replica))
+    randomness = replica_slice(self.view_randomness(global_real, seed),
+                               global_real * (views + 1))
+    images = self.render_views(shape, texture, *randomness)
     render_features, render_embeddings = self.regressor.encoder(images)
     local = tf.shape(shape)[0]
     render_features = tf.reshape(render_features,

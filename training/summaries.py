@@ -44,8 +44,8 @@ def _row(images) -> np.ndarray:
 def real_preview(trainer, seed) -> np.ndarray:
   """Photo | the prediction's renders from this step's identity views.
 
-  Uses the first photos of this step's real batch and the same pose and
-  light randomness as the step (the background may differ).
+  Uses the first photos of this step's real batch and the same pose, light
+  and background randomness as the step.
 
   Returns:
     float32 [faces, H, (views + 1) * W, 3] in [0, 1].
@@ -65,13 +65,12 @@ def real_preview(trainer, seed) -> np.ndarray:
                  dtype=np.float32) / 255.0 for i in indices
   ])
   prediction = trainer.regressor(tf.constant(photos), training=False)
-  poses, lights = losses.view_randomness(trainer.n_real, seed)
   count = faces * (views + 1)
-  poses, lights = tf.nest.map_structure(lambda x: x[:count], (poses, lights))
+  randomness = tf.nest.map_structure(
+      lambda x: x[:count], losses.view_randomness(trainer.n_real, seed))
   renders = losses.render_views(
       prediction[regressor_lib.SHAPE_COEFFICIENTS],
-      prediction[regressor_lib.TEXTURE_COEFFICIENTS], poses, lights,
-      synthetic.sub_seed(seed, 20)).numpy()
+      prediction[regressor_lib.TEXTURE_COEFFICIENTS], *randomness).numpy()
   renders = renders.reshape([faces, views + 1, size, size, 3])[:, :views]
   rows = [_row(np.concatenate([photos[i:i + 1], renders[i]]))
           for i in range(faces)]
@@ -84,25 +83,16 @@ def synthetic_preview(trainer, seed) -> np.ndarray:
   Returns:
     float32 [faces, H, 2 * W, 3] in [0, 1].
   """
-  losses = trainer.losses
   faces = PREVIEW_FACES
-  shape, texture = trainer.morphable_model.sample_coefficients(
-      faces, seed=synthetic.sub_seed(seed, 200),
-      truncation=losses.synthetic_faces.truncation or None)
-  poses = render_lib.sample_poses(faces, synthetic.sub_seed(seed, 201),
-                                  trainer.cfg.renderer)
-  lights = render_lib.sample_lights(faces, synthetic.sub_seed(seed, 202),
-                                    trainer.cfg.renderer)
-  background = synthetic.sub_seed(seed, 203)
-  inputs = render_lib.render_coefficients(trainer.morphable_model, shape,
-                                          texture, poses, lights,
-                                          trainer.cfg.renderer,
-                                          background_seed=background).images
+  synthetic_faces = trainer.losses.synthetic_faces
+  sample = synthetic_faces.sample(faces, synthetic.sub_seed(seed, 200))
+  inputs = synthetic_faces.render_sample(sample).images
   prediction = trainer.regressor(inputs, training=False)
+  _, _, poses, lights, backgrounds = sample
   renders = render_lib.render_coefficients(
       trainer.morphable_model, prediction[regressor_lib.SHAPE_COEFFICIENTS],
       prediction[regressor_lib.TEXTURE_COEFFICIENTS], poses, lights,
-      trainer.cfg.renderer, background_seed=background).images
+      trainer.cfg.renderer, background=backgrounds).images
   rows = [_row(np.stack([inputs[i].numpy(), renders[i].numpy()]))
           for i in range(faces)]
   return np.stack(rows).astype(np.float32)

@@ -53,20 +53,37 @@ class SyntheticFaces:
     self.renderer_config = renderer_config
     self.truncation = truncation
 
-  def render(self, batch_size: int, seed: tf.Tensor) -> SyntheticBatch:
-    """Samples and renders ``batch_size`` faces from ``seed`` (int [2])."""
+  def sample(self, batch_size: int, seed: tf.Tensor):
+    """The randomness of ``batch_size`` faces from ``seed`` (int [2]).
+
+    Returns:
+      A tuple (shape [B, Ks], texture [B, Kt], poses, lights, backgrounds
+      [B, 3]) whose tensors all have the batch as first axis, so that a
+      replica can slice its share of a global batch.
+    """
     shape, texture = self.morphable_model.sample_coefficients(
-        batch_size, seed=sub_seed(seed, 0), truncation=self.truncation)
+        batch_size, seed=sub_seed(seed, 0), truncation=self.truncation or None)
     poses = render_lib.sample_poses(batch_size, sub_seed(seed, 1),
                                     self.renderer_config)
     lights = render_lib.sample_lights(batch_size, sub_seed(seed, 2),
                                       self.renderer_config)
-    result = render_lib.render_coefficients(
+    backgrounds = render_lib.sample_backgrounds(batch_size, sub_seed(seed, 3),
+                                                self.renderer_config)
+    return shape, texture, poses, lights, backgrounds
+
+  def render_sample(self, sample) -> SyntheticBatch:
+    """Renders a :meth:`sample` (or a slice of one); no features yet."""
+    shape, texture, poses, lights, backgrounds = sample
+    images = render_lib.render_coefficients(
         self.morphable_model, shape, texture, poses, lights,
-        self.renderer_config, background_seed=sub_seed(seed, 3))
-    return SyntheticBatch(images=result.images, features=None,
+        self.renderer_config, background=backgrounds).images
+    return SyntheticBatch(images=images, features=None,
                           shape_coefficients=shape,
                           texture_coefficients=texture)
+
+  def render(self, batch_size: int, seed: tf.Tensor) -> SyntheticBatch:
+    """Samples and renders ``batch_size`` faces from ``seed`` (int [2])."""
+    return self.render_sample(self.sample(batch_size, seed))
 
 
 class SyntheticFeatureBank:

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <vector>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -21,15 +23,37 @@ namespace {
 typedef float Float4 __attribute__((vector_size(16)));
 typedef int32_t Int4 __attribute__((vector_size(16)));
 
-inline Float4 Load(const float* p) {
-  Float4 v;
+template <typename Vector, typename Scalar>
+inline Vector LoadUnaligned(const Scalar* p) {
+  Vector v;
   std::memcpy(&v, p, sizeof(v));
   return v;
+}
+
+template <typename Vector, typename Scalar>
+inline void StoreUnaligned(Scalar* p, Vector v) {
+  std::memcpy(p, &v, sizeof(v));
 }
 
 inline Float4 Min(Float4 a, Float4 b) { return a < b ? a : b; }
 
 inline Float4 Max(Float4 a, Float4 b) { return a > b ? a : b; }
+
+// Lane k of v in all four lanes.
+template <int k>
+inline Float4 Broadcast(Float4 v) {
+  return __builtin_shufflevector(v, v, k, k, k, k);
+}
+
+// Rotates lanes 0..2: lane k gets lane k + 1 (Next1) or k + 2 (Next2),
+// mod 3; lane 3 stays.
+inline Float4 Next1(Float4 v) {
+  return __builtin_shufflevector(v, v, 1, 2, 0, 3);
+}
+
+inline Float4 Next2(Float4 v) {
+  return __builtin_shufflevector(v, v, 2, 0, 1, 3);
+}
 
 // Bit k set when lane k of a comparison result is true (all ones).
 inline unsigned LaneMask(Int4 m) {
@@ -61,17 +85,26 @@ inline float Clamp(float x, float lo, float hi) {
   return x < lo ? lo : (x > hi ? hi : x);
 }
 
-// Rotates lanes (0, 1, 2) by one or two places: lane k gets lane k + shift
-// (mod 3); lane 3 stays.
-inline Float4 Next1(Float4 v) { return __builtin_shufflevector(v, v, 1, 2, 0, 3); }
-inline Float4 Next2(Float4 v) { return __builtin_shufflevector(v, v, 2, 0, 1, 3); }
-
 // Whether a triangle with some vertex off screen is drawn at all: it needs
 // finite vertices, at least one of them in front of the camera.
 inline bool CrossesCameraPlane(float m0, float m1, float m2) {
   if (m0 == kNonFinite || m1 == kNonFinite || m2 == kNonFinite) return false;
   return m0 != kBehind || m1 != kBehind || m2 != kBehind;
 }
+
+// Per-thread z-buffer for one band of rows, with rows padded by three pixels
+// so that four-pixel vectors starting at any column stay inside the row.
+struct ZBuffer {
+  int64_t stride = 0;
+  std::vector<float> depth;  // +inf where empty
+  std::vector<int32_t> ids;  // -1 where empty
+
+  void Reset(int rows, int width) {
+    stride = width + 3;
+    depth.assign(rows * stride, std::numeric_limits<float>::infinity());
+    ids.assign(rows * stride, -1);
+  }
+};
 
 }  // namespace
 
@@ -118,17 +151,21 @@ void RasterizeTriangleRows(const float* box, const float* homogeneous,
                            int image_height, int image_width,
                            bool cull_backfaces, int row_begin, int row_end,
                            int32_t* triangle_ids, float* depth) {
-  const int64_t width = image_width;
-  std::fill(triangle_ids + row_begin * width, triangle_ids + row_end * width,
-            -1);
-  std::fill(depth + row_begin * width, depth + row_end * width, kEmptyDepth);
   if (row_begin >= row_end) return;
+  thread_local ZBuffer zbuffer;
+  zbuffer.Reset(row_end - row_begin, image_width);
+  const int64_t stride = zbuffer.stride;
+  float* const band_depth = zbuffer.depth.data() - row_begin * stride;
+  int32_t* const band_ids = zbuffer.ids.data() - row_begin * stride;
+
   const float half_width = 0.5f * static_cast<float>(image_width);
   const float half_height = 0.5f * static_cast<float>(image_height);
   // Lower limits of (first column, -last column, first row, -last row).
   const Float4 image_box = {0.0f, -static_cast<float>(image_width - 1),
                             static_cast<float>(row_begin),
                             -static_cast<float>(row_end - 1)};
+  const Float4 lane_offsets = {0.0f, 1.0f, 2.0f, 3.0f};
+  const Int4 lane_indices = {0, 1, 2, 3};
 
   for (int64_t t = 0; t < triangle_count; ++t) {
     const int32_t* tri = triangles + 3 * t;
@@ -136,7 +173,9 @@ void RasterizeTriangleRows(const float* box, const float* homogeneous,
     const float* box1 = box + kPreparedStride * tri[1];
     const float* box2 = box + kPreparedStride * tri[2];
     // Inclusive pixel bounds; convention step 4 when all w > 0.
-    const Float4 bounds = Min(Min(Load(box0), Load(box1)), Load(box2));
+    const Float4 bounds =
+        Min(Min(LoadUnaligned<Float4>(box0), LoadUnaligned<Float4>(box1)),
+            LoadUnaligned<Float4>(box2));
     int column_begin, column_end, first_row, last_row;
     if (bounds[0] >= -1.0f) {
       const Float4 clipped = Max(bounds, image_box);
@@ -159,67 +198,95 @@ void RasterizeTriangleRows(const float* box, const float* homogeneous,
       continue;  // behind the camera, or a non-finite vertex
     }
 
-    const float* h0 = homogeneous + kPreparedStride * tri[0];
-    const float* h1 = homogeneous + kPreparedStride * tri[1];
-    const float* h2 = homogeneous + kPreparedStride * tri[2];
-    // One lane per corner k: (qx_k, qy_k, w_k, z_k) of step 1, lane 3 zero.
-    const Float4 qx = {h0[0], h1[0], h2[0], 0.0f};
-    const Float4 qy = {h0[1], h1[1], h2[1], 0.0f};
-    const Float4 w = {h0[2], h1[2], h2[2], 0.0f};
-    const Float4 z = {h0[3], h1[3], h2[3], 0.0f};
+    // One lane per corner k: (qx_k, qy_k, w_k, z_k) of step 1; lane 3 zero.
+    const Float4 h0 =
+        LoadUnaligned<Float4>(homogeneous + kPreparedStride * tri[0]);
+    const Float4 h1 =
+        LoadUnaligned<Float4>(homogeneous + kPreparedStride * tri[1]);
+    const Float4 h2 =
+        LoadUnaligned<Float4>(homogeneous + kPreparedStride * tri[2]);
+    const Float4 zero = {0.0f, 0.0f, 0.0f, 0.0f};
+    const Float4 lo01 = __builtin_shufflevector(h0, h1, 0, 4, 1, 5);
+    const Float4 hi01 = __builtin_shufflevector(h0, h1, 2, 6, 3, 7);
+    const Float4 lo2 = __builtin_shufflevector(h2, zero, 0, 4, 1, 5);
+    const Float4 hi2 = __builtin_shufflevector(h2, zero, 2, 6, 3, 7);
+    const Float4 qx = __builtin_shufflevector(lo01, lo2, 0, 1, 4, 5);
+    const Float4 qy = __builtin_shufflevector(lo01, lo2, 2, 3, 6, 7);
+    const Float4 w = __builtin_shufflevector(hi01, hi2, 0, 1, 4, 5);
+    const Float4 z = __builtin_shufflevector(hi01, hi2, 2, 3, 6, 7);
     // One lane per edge k, from corners a = k + 1 and b = k + 2 (step 2).
     const Float4 qx_a = Next1(qx), qy_a = Next1(qy), w_a = Next1(w);
     const Float4 qx_b = Next2(qx), qy_b = Next2(qy), w_b = Next2(w);
     Float4 edge_a = qy_a * w_b - w_a * qy_b;
     Float4 edge_b = w_a * qx_b - qx_a * w_b;
     Float4 edge_c = qx_a * qy_b - qy_a * qx_b;
-    const float det =
-        (edge_a[0] * h0[0] + edge_b[0] * h0[1]) + edge_c[0] * h0[2];
+    const Float4 det_terms = (edge_a * qx + edge_b * qy) + edge_c * w;
+    const float det = det_terms[0];  // (A_0 qx_0 + B_0 qy_0) + C_0 w_0
     if (!std::isfinite(det) || det == 0.0f) continue;
     if (cull_backfaces && det < 0.0f) continue;
-    // Depth plane of step 3: lane-wise over (A, B, C) the sum over corners
-    // of z_k times edge k's coefficient.
+
+    // Depth plane (Dx, Dy, Dc) of step 3: per coefficient, the sum over
+    // corners k of z_k times edge k's coefficient, in corner order.
     const Float4 za = z * edge_a, zb = z * edge_b, zc = z * edge_c;
-    const Float4 plane =
-        ((Float4{za[0], zb[0], zc[0], 0.0f} + Float4{za[1], zb[1], zc[1], 0.0f}) +
-         Float4{za[2], zb[2], zc[2], 0.0f}) / det;
+    const Float4 ab01 = __builtin_shufflevector(za, zb, 0, 4, 1, 5);
+    const Float4 ab2 = __builtin_shufflevector(za, zb, 2, 6, 2, 6);
+    const Float4 corner0 = __builtin_shufflevector(ab01, zc, 0, 1, 4, 7);
+    const Float4 corner1 = __builtin_shufflevector(ab01, zc, 2, 3, 5, 7);
+    const Float4 corner2 = __builtin_shufflevector(ab2, zc, 0, 1, 6, 7);
+    const Float4 plane = ((corner0 + corner1) + corner2) / det;
     if (det < 0.0f) {
       // Negation is exact, so testing -E >= 0 equals testing E <= 0.
       edge_a = -edge_a;
       edge_b = -edge_b;
       edge_c = -edge_c;
     }
-    const float plane_x = plane[0], plane_y = plane[1], plane_c = plane[2];
-    const int32_t id = static_cast<int32_t>(t);
+    const Float4 a0 = Broadcast<0>(edge_a), a1 = Broadcast<1>(edge_a),
+                 a2 = Broadcast<2>(edge_a);
+    const Float4 c0 = Broadcast<0>(edge_c), c1 = Broadcast<1>(edge_c),
+                 c2 = Broadcast<2>(edge_c);
+    const Float4 plane_x = Broadcast<0>(plane), plane_c = Broadcast<2>(plane);
+    const Int4 id = {0, 0, 0, 0};
+    const Int4 ids = id + static_cast<int32_t>(t);
 
+    // Rows of pixels, four columns per vector; lanes beyond the box are
+    // masked (they lie in the row padding at the image's right edge).
     for (int i = first_row; i <= last_row; ++i) {
       const float py = half_height - (static_cast<float>(i) + 0.5f);
-      const Float4 edge_row = edge_b * py;
-      const float depth_row_term = plane_y * py;
-      int32_t* id_row = triangle_ids + i * width;
-      float* depth_row = depth + i * width;
-      // px of column j is (j + 1/2) - W/2; adding 1 to it is exact.
-      float px = (static_cast<float>(column_begin) + 0.5f) - half_width;
-      for (int j = column_begin; j <= column_end; ++j, px += 1.0f) {
-        const Float4 edges = (edge_a * px + edge_row) + edge_c;
-        const float pixel_depth = (plane_x * px + depth_row_term) + plane_c;
-        // Inside all three edges, within the clip range, and nearer than the
-        // stored depth or the pixel is still empty (its stored depth is the
-        // far plane, which a triangle at depth 1 ties).  Branch-free: the
-        // outcome is data dependent and would mispredict often.
-        const bool draw =
-            ((LaneMask(edges >= 0.0f) & 7u) == 7u) &
-            (pixel_depth >= -1.0f) & (pixel_depth <= 1.0f) &
-            ((pixel_depth < depth_row[j]) | (id_row[j] < 0));
-        const int32_t keep = static_cast<int32_t>(draw) - 1;  // 0 or ~0
-        int32_t old_depth_bits, new_depth_bits;
-        std::memcpy(&old_depth_bits, &depth_row[j], sizeof(float));
-        std::memcpy(&new_depth_bits, &pixel_depth, sizeof(float));
-        const int32_t depth_bits =
-            (old_depth_bits & keep) | (new_depth_bits & ~keep);
-        id_row[j] = (id_row[j] & keep) | (id & ~keep);
-        std::memcpy(&depth_row[j], &depth_bits, sizeof(float));
+      const Float4 row_terms = edge_b * py;  // B_k * py
+      const Float4 b0 = Broadcast<0>(row_terms), b1 = Broadcast<1>(row_terms),
+                   b2 = Broadcast<2>(row_terms);
+      const Float4 plane_row = Broadcast<1>(plane) * py;  // Dy * py
+      float* depth_row = band_depth + i * stride;
+      int32_t* id_row = band_ids + i * stride;
+      for (int j = column_begin; j <= column_end; j += 4) {
+        // px = (j + 1/2) - W/2, then + 0, 1, 2, 3: all exact.
+        const Float4 px =
+            ((static_cast<float>(j) + 0.5f) - half_width) + lane_offsets;
+        const Float4 pixel_depth = (plane_x * px + plane_row) + plane_c;
+        const Float4 stored_depth = LoadUnaligned<Float4>(depth_row + j);
+        const Int4 stored_ids = LoadUnaligned<Int4>(id_row + j);
+        // Inside all three edges, in the box, within the clip range, and
+        // nearer than the stored depth (+inf where empty).  Branch-free:
+        // the outcome is data dependent and would mispredict often.
+        const Int4 draw = (lane_indices <= column_end - j) &
+                          ((a0 * px + b0) + c0 >= 0.0f) &
+                          ((a1 * px + b1) + c1 >= 0.0f) &
+                          ((a2 * px + b2) + c2 >= 0.0f) &
+                          (pixel_depth >= -1.0f) & (pixel_depth <= 1.0f) &
+                          (pixel_depth < stored_depth);
+        StoreUnaligned(depth_row + j, draw ? pixel_depth : stored_depth);
+        StoreUnaligned(id_row + j, draw ? ids : stored_ids);
       }
+    }
+  }
+
+  const int64_t width = image_width;
+  for (int i = row_begin; i < row_end; ++i) {
+    const int32_t* id_row = band_ids + i * stride;
+    const float* depth_row = band_depth + i * stride;
+    for (int j = 0; j < image_width; ++j) {
+      triangle_ids[i * width + j] = id_row[j];
+      depth[i * width + j] = id_row[j] >= 0 ? depth_row[j] : kEmptyDepth;
     }
   }
 }

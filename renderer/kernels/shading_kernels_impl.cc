@@ -109,6 +109,177 @@ inline float SpecularAlbedo(const Vec3& albedo, const Material& material) {
           mix * Dot(albedo, LuminanceWeights()));
 }
 
+// Barycentrics of one pixel in its triangle, with what the backward needs.
+struct PixelBarycentrics {
+  double p[2];     // pixel centre, NDC
+  double d[3][2];  // vertex offsets from the pixel, scaled by w
+  double e[3];     // edge functions
+  double total;    // guarded e_0 + e_1 + e_2
+  bool guarded;
+  float b[3];
+};
+
+inline void ComputePixelBarycentrics(const float* clip_vertices,
+                                     const int32_t* triangle, int64_t pixel,
+                                     int height, int width,
+                                     PixelBarycentrics* out) {
+  PixelCenter(pixel, height, width, out->p);
+  LoadOffsets(clip_vertices, triangle, out->p, out->d);
+  EdgeFunctions(out->d, out->e, &out->total, &out->guarded);
+  for (int k = 0; k < 3; ++k) {
+    out->b[k] = static_cast<float>(out->e[k] / out->total);
+  }
+}
+
+// Adds the gradient of the clip vertices (x, y, w) given that of b.
+inline void PixelBarycentricsGrad(const PixelBarycentrics& px,
+                                  const int32_t* triangle, const float grad[3],
+                                  float* grad_clip_vertices) {
+  // b_k = e_k / total: d b_k / d e_j = (delta_kj - b_k [not guarded]) / total.
+  double weighted = 0.0;
+  if (!px.guarded) {
+    for (int k = 0; k < 3; ++k) weighted += grad[k] * (px.e[k] / px.total);
+  }
+  for (int j = 0; j < 3; ++j) {
+    const double grad_edge = (grad[j] - weighted) / px.total;
+    const int a = (j + 1) % 3;
+    const int b = (j + 2) % 3;
+    // e_j = d_a.x d_b.y - d_a.y d_b.x with d = (x - w p_x, y - w p_y).
+    const double grad_da[2] = {grad_edge * px.d[b][1], -grad_edge * px.d[b][0]};
+    const double grad_db[2] = {-grad_edge * px.d[a][1], grad_edge * px.d[a][0]};
+    float* out_a = grad_clip_vertices + 4 * static_cast<int64_t>(triangle[a]);
+    float* out_b = grad_clip_vertices + 4 * static_cast<int64_t>(triangle[b]);
+    out_a[0] += static_cast<float>(grad_da[0]);
+    out_a[1] += static_cast<float>(grad_da[1]);
+    out_a[3] -= static_cast<float>(grad_da[0] * px.p[0] + grad_da[1] * px.p[1]);
+    out_b[0] += static_cast<float>(grad_db[0]);
+    out_b[1] += static_cast<float>(grad_db[1]);
+    out_b[3] -= static_cast<float>(grad_db[0] * px.p[0] + grad_db[1] * px.p[1]);
+  }
+}
+
+// Interpolation of a 3-channel per-vertex attribute.
+inline Vec3 Interpolate3(const float* attributes, const int32_t* triangle,
+                         const float b[3]) {
+  const Vec3 a0 = Load(attributes + 3 * static_cast<int64_t>(triangle[0]));
+  const Vec3 a1 = Load(attributes + 3 * static_cast<int64_t>(triangle[1]));
+  const Vec3 a2 = Load(attributes + 3 * static_cast<int64_t>(triangle[2]));
+  return b[0] * a0 + b[1] * a1 + b[2] * a2;
+}
+
+// Adds b_k * grad to the attribute rows of the triangle's vertices and
+// grad . attribute_k to grad_b[k].
+inline void Interpolate3Grad(const float* attributes, const int32_t* triangle,
+                             const float b[3], const Vec3& grad,
+                             float* grad_attributes, float grad_b[3]) {
+  for (int k = 0; k < 3; ++k) {
+    const int64_t row = 3 * static_cast<int64_t>(triangle[k]);
+    grad_b[k] += Dot(grad, Load(attributes + row));
+    AddTo(b[k] * grad, grad_attributes + row);
+  }
+}
+
+// Phong radiance of one surface point (formula in renderer/shading.py).
+inline Vec3 ShadePixel(const Vec3& kd, const Vec3& normal,
+                       const Vec3& position, const Lights& lights,
+                       const Material& material) {
+  const Vec3 n = Normalize(normal).unit;
+  const Vec3 to_camera = Normalize(-position).unit;
+  const float ks = SpecularAlbedo(kd, material);
+  Vec3 total = kd * Load(lights.ambient);
+  for (int l = 0; l < lights.light_count; ++l) {
+    const Vec3 color = Load(lights.colors + 3 * l);
+    const Vec3 to_light =
+        Normalize(Load(lights.positions + 3 * l) - position).unit;
+    const float cosine = Dot(n, to_light);
+    if (!(cosine > 0.0f)) continue;
+    const Vec3 reflected = 2.0f * cosine * n - to_light;
+    const float alignment = Dot(reflected, to_camera);
+    const float highlight =
+        alignment > 0.0f ? std::pow(std::max(alignment, kNormalizeEpsilon),
+                                    material.shininess)
+                         : 0.0f;
+    const float specular = ks * highlight;
+    total = total + color * (cosine * kd + Vec3{specular, specular, specular});
+  }
+  return total;
+}
+
+// Backward of ShadePixel: writes the gradients of kd, normal and position,
+// adds those of the lights (grad_light_positions, grad_light_colors:
+// [light_count, 3]; grad_ambient: [3]).
+inline void ShadePixelGrad(const Vec3& kd, const Vec3& normal,
+                           const Vec3& position, const Lights& lights,
+                           const Material& material, const Vec3& grad,
+                           Vec3* grad_kd_out, Vec3* grad_normal_out,
+                           Vec3* grad_position_out,
+                           float* grad_light_positions,
+                           float* grad_light_colors, float* grad_ambient) {
+  const float shininess = material.shininess;
+  const Normalized n = Normalize(normal);
+  const Normalized view = Normalize(-position);
+  const float ks = SpecularAlbedo(kd, material);
+
+  Vec3 grad_kd = grad * Load(lights.ambient);
+  AddTo(grad * kd, grad_ambient);
+  Vec3 grad_n = {0.0f, 0.0f, 0.0f};
+  Vec3 grad_view = {0.0f, 0.0f, 0.0f};
+  Vec3 grad_position = {0.0f, 0.0f, 0.0f};
+  float grad_ks = 0.0f;
+  for (int l = 0; l < lights.light_count; ++l) {
+    const Vec3 color = Load(lights.colors + 3 * l);
+    const Normalized to_light =
+        Normalize(Load(lights.positions + 3 * l) - position);
+    const Vec3& light = to_light.unit;
+    const float cosine = Dot(n.unit, light);
+    if (!(cosine > 0.0f)) continue;
+    const Vec3 reflected = 2.0f * cosine * n.unit - light;
+    const float alignment = Dot(reflected, view.unit);
+    const bool shiny = alignment > 0.0f;
+    const float base = std::max(alignment, kNormalizeEpsilon);
+    const float highlight = shiny ? std::pow(base, shininess) : 0.0f;
+    // radiance += color * (cosine * kd + ks * highlight), per channel.
+    const Vec3 grad_color = grad * color;
+    grad_kd = grad_kd + cosine * grad_color;
+    AddTo(cosine * (grad * kd) + (ks * highlight) * grad,
+          grad_light_colors + 3 * l);
+    float grad_cosine = Dot(grad_color, kd);
+    const float grad_color_sum = Sum(grad_color);
+    grad_ks += grad_color_sum * highlight;
+    // d highlight / d alignment (0 below the floor, as tf.maximum's).
+    const float grad_alignment =
+        (shiny && alignment >= kNormalizeEpsilon)
+            ? grad_color_sum * ks * shininess * std::pow(base, shininess - 1.0f)
+            : 0.0f;
+    // alignment = reflected . view, reflected = 2 cosine n - light.
+    const Vec3 grad_reflected = grad_alignment * view.unit;
+    grad_view = grad_view + grad_alignment * reflected;
+    grad_cosine += 2.0f * Dot(grad_reflected, n.unit);
+    grad_n = grad_n + (2.0f * cosine) * grad_reflected;
+    // cosine = n . light.
+    grad_n = grad_n + grad_cosine * light;
+    const Vec3 grad_light = grad_cosine * n.unit - grad_reflected;
+    // light = normalize(light_position - position).
+    const Vec3 grad_offset = NormalizeGrad(to_light, grad_light);
+    AddTo(grad_offset, grad_light_positions + 3 * l);
+    grad_position = grad_position - grad_offset;
+  }
+  // ks = strength ((1 - mix) 0.04 + mix * luminance(kd)).
+  *grad_kd_out = grad_kd + (material.specular_strength *
+                            material.specular_diffuse_mix * grad_ks) *
+                               LuminanceWeights();
+  // view = normalize(-position).
+  *grad_position_out = grad_position - NormalizeGrad(view, grad_view);
+  *grad_normal_out = NormalizeGrad(n, grad_n);
+}
+
+inline bool IsZero(const float* v, int count) {
+  for (int c = 0; c < count; ++c) {
+    if (v[c] != 0.0f) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 void ComputeBarycentrics(const float* clip_vertices, const int32_t* triangles,
@@ -121,12 +292,11 @@ void ComputeBarycentrics(const float* clip_vertices, const int32_t* triangles,
       out[0] = out[1] = out[2] = 0.0f;
       continue;
     }
-    double p[2], d[3][2], e[3], total;
-    bool guarded;
-    PixelCenter(pixel, height, width, p);
-    LoadOffsets(clip_vertices, triangles + 3 * static_cast<int64_t>(id), p, d);
-    EdgeFunctions(d, e, &total, &guarded);
-    for (int k = 0; k < 3; ++k) out[k] = static_cast<float>(e[k] / total);
+    PixelBarycentrics px;
+    ComputePixelBarycentrics(clip_vertices,
+                             triangles + 3 * static_cast<int64_t>(id), pixel,
+                             height, width, &px);
+    for (int k = 0; k < 3; ++k) out[k] = px.b[k];
   }
 }
 
@@ -137,36 +307,13 @@ void BarycentricsGrad(const float* clip_vertices, const int32_t* triangles,
   const int64_t pixels = static_cast<int64_t>(height) * width;
   for (int64_t pixel = 0; pixel < pixels; ++pixel) {
     const int32_t id = triangle_ids[pixel];
-    if (id < 0) continue;
     const float* grad = grad_barycentrics + 3 * pixel;
-    if (grad[0] == 0.0f && grad[1] == 0.0f && grad[2] == 0.0f) continue;
+    if (id < 0 || IsZero(grad, 3)) continue;
     const int32_t* triangle = triangles + 3 * static_cast<int64_t>(id);
-    double p[2], d[3][2], e[3], total;
-    bool guarded;
-    PixelCenter(pixel, height, width, p);
-    LoadOffsets(clip_vertices, triangle, p, d);
-    EdgeFunctions(d, e, &total, &guarded);
-    // b_k = e_k / total: d b_k / d e_j = (delta_kj - b_k [not guarded]) / total.
-    double weighted = 0.0;
-    if (!guarded) {
-      for (int k = 0; k < 3; ++k) weighted += grad[k] * (e[k] / total);
-    }
-    for (int j = 0; j < 3; ++j) {
-      const double grad_edge = (grad[j] - weighted) / total;
-      const int a = (j + 1) % 3;
-      const int b = (j + 2) % 3;
-      // e_j = d_a.x d_b.y - d_a.y d_b.x with d = (x - w p_x, y - w p_y).
-      const double grad_da[2] = {grad_edge * d[b][1], -grad_edge * d[b][0]};
-      const double grad_db[2] = {-grad_edge * d[a][1], grad_edge * d[a][0]};
-      float* out_a = grad_clip_vertices + 4 * static_cast<int64_t>(triangle[a]);
-      float* out_b = grad_clip_vertices + 4 * static_cast<int64_t>(triangle[b]);
-      out_a[0] += static_cast<float>(grad_da[0]);
-      out_a[1] += static_cast<float>(grad_da[1]);
-      out_a[3] -= static_cast<float>(grad_da[0] * p[0] + grad_da[1] * p[1]);
-      out_b[0] += static_cast<float>(grad_db[0]);
-      out_b[1] += static_cast<float>(grad_db[1]);
-      out_b[3] -= static_cast<float>(grad_db[0] * p[0] + grad_db[1] * p[1]);
-    }
+    PixelBarycentrics px;
+    ComputePixelBarycentrics(clip_vertices, triangle, pixel, height, width,
+                             &px);
+    PixelBarycentricsGrad(px, triangle, grad, grad_clip_vertices);
   }
 }
 
@@ -285,37 +432,16 @@ void PhongShade(const float* albedo, const float* normals,
                 const float* positions, const float* mask, const Lights& lights,
                 const Material& material, int64_t begin, int64_t end,
                 float* radiance) {
-  const Vec3 ambient = Load(lights.ambient);
   for (int64_t pixel = begin; pixel < end; ++pixel) {
     const float coverage = mask[pixel];
-    if (coverage == 0.0f) {
-      Store({0.0f, 0.0f, 0.0f}, radiance + 3 * pixel);
-      continue;
+    Vec3 value = {0.0f, 0.0f, 0.0f};
+    if (coverage != 0.0f) {
+      value = coverage * ShadePixel(Load(albedo + 3 * pixel),
+                                    Load(normals + 3 * pixel),
+                                    Load(positions + 3 * pixel), lights,
+                                    material);
     }
-    const Vec3 kd = Load(albedo + 3 * pixel);
-    const Vec3 position = Load(positions + 3 * pixel);
-    const Vec3 n = Normalize(Load(normals + 3 * pixel)).unit;
-    const Vec3 to_camera = Normalize(-position).unit;
-    const float ks = SpecularAlbedo(kd, material);
-    Vec3 total = kd * ambient;
-    for (int l = 0; l < lights.light_count; ++l) {
-      const Vec3 color = Load(lights.colors + 3 * l);
-      const Vec3 to_light =
-          Normalize(Load(lights.positions + 3 * l) - position).unit;
-      const float cosine = Dot(n, to_light);
-      if (!(cosine > 0.0f)) continue;
-      const Vec3 reflected = 2.0f * cosine * n - to_light;
-      const float alignment = Dot(reflected, to_camera);
-      const float highlight =
-          alignment > 0.0f
-              ? std::pow(std::max(alignment, kNormalizeEpsilon),
-                         material.shininess)
-              : 0.0f;
-      total = total + color * (cosine * kd + Vec3{ks * highlight,
-                                                  ks * highlight,
-                                                  ks * highlight});
-    }
-    Store(coverage * total, radiance + 3 * pixel);
+    Store(value, radiance + 3 * pixel);
   }
 }
 
@@ -326,77 +452,75 @@ void PhongShadeGrad(const float* albedo, const float* normals,
                     float* grad_albedo, float* grad_normals,
                     float* grad_positions, float* grad_light_positions,
                     float* grad_light_colors, float* grad_ambient) {
-  const Vec3 ambient = Load(lights.ambient);
-  const float mix = material.specular_diffuse_mix;
-  const float shininess = material.shininess;
   for (int64_t pixel = begin; pixel < end; ++pixel) {
     const Vec3 grad = mask[pixel] * Load(grad_radiance + 3 * pixel);
-    if (mask[pixel] == 0.0f || (grad.x == 0.0f && grad.y == 0.0f &&
-                                grad.z == 0.0f)) {
-      Store({0.0f, 0.0f, 0.0f}, grad_albedo + 3 * pixel);
-      Store({0.0f, 0.0f, 0.0f}, grad_normals + 3 * pixel);
-      Store({0.0f, 0.0f, 0.0f}, grad_positions + 3 * pixel);
-      continue;
+    Vec3 grad_kd = {0.0f, 0.0f, 0.0f};
+    Vec3 grad_normal = grad_kd;
+    Vec3 grad_position = grad_kd;
+    if (mask[pixel] != 0.0f && !(grad.x == 0.0f && grad.y == 0.0f &&
+                                 grad.z == 0.0f)) {
+      ShadePixelGrad(Load(albedo + 3 * pixel), Load(normals + 3 * pixel),
+                     Load(positions + 3 * pixel), lights, material, grad,
+                     &grad_kd, &grad_normal, &grad_position,
+                     grad_light_positions, grad_light_colors, grad_ambient);
     }
-    const Vec3 kd = Load(albedo + 3 * pixel);
-    const Vec3 position = Load(positions + 3 * pixel);
-    const Normalized n = Normalize(Load(normals + 3 * pixel));
-    const Normalized view = Normalize(-position);
-    const float ks = SpecularAlbedo(kd, material);
-
-    Vec3 grad_kd = grad * ambient;
-    AddTo(grad * kd, grad_ambient);
-    Vec3 grad_n = {0.0f, 0.0f, 0.0f};
-    Vec3 grad_view = {0.0f, 0.0f, 0.0f};
-    Vec3 grad_position = {0.0f, 0.0f, 0.0f};
-    float grad_ks = 0.0f;
-    for (int l = 0; l < lights.light_count; ++l) {
-      const Vec3 color = Load(lights.colors + 3 * l);
-      const Normalized to_light =
-          Normalize(Load(lights.positions + 3 * l) - position);
-      const Vec3& light = to_light.unit;
-      const float cosine = Dot(n.unit, light);
-      if (!(cosine > 0.0f)) continue;
-      const Vec3 reflected = 2.0f * cosine * n.unit - light;
-      const float alignment = Dot(reflected, view.unit);
-      const bool shiny = alignment > 0.0f;
-      const float base = std::max(alignment, kNormalizeEpsilon);
-      const float highlight = shiny ? std::pow(base, shininess) : 0.0f;
-      const Vec3 grad_color = grad * color;  // per channel
-      // radiance += color * (cosine * kd + ks * highlight).
-      grad_kd = grad_kd + cosine * grad_color;
-      AddTo(cosine * (grad * kd) + (ks * highlight) * grad,
-            grad_light_colors + 3 * l);
-      float grad_cosine = Dot(grad_color, kd);
-      const float grad_color_sum = Sum(grad_color);
-      grad_ks += grad_color_sum * highlight;
-      const float grad_alignment =
-          (shiny && alignment >= kNormalizeEpsilon)
-              ? grad_color_sum * ks * shininess *
-                    std::pow(base, shininess - 1.0f)
-              : 0.0f;
-      // alignment = reflected . view, reflected = 2 cosine n - light.
-      const Vec3 grad_reflected = grad_alignment * view.unit;
-      grad_view = grad_view + grad_alignment * reflected;
-      grad_cosine += 2.0f * Dot(grad_reflected, n.unit);
-      grad_n = grad_n + (2.0f * cosine) * grad_reflected;
-      Vec3 grad_light = -grad_reflected;
-      // cosine = n . light.
-      grad_n = grad_n + grad_cosine * light;
-      grad_light = grad_light + grad_cosine * n.unit;
-      // light = normalize(light_position - position).
-      const Vec3 grad_offset = NormalizeGrad(to_light, grad_light);
-      AddTo(grad_offset, grad_light_positions + 3 * l);
-      grad_position = grad_position - grad_offset;
-    }
-    // ks = strength ((1 - mix) 0.04 + mix * luminance(kd)).
-    grad_kd = grad_kd + (material.specular_strength * mix * grad_ks) *
-                            LuminanceWeights();
-    // view = normalize(-position).
-    grad_position = grad_position - NormalizeGrad(view, grad_view);
     Store(grad_kd, grad_albedo + 3 * pixel);
-    Store(NormalizeGrad(n, grad_n), grad_normals + 3 * pixel);
+    Store(grad_normal, grad_normals + 3 * pixel);
     Store(grad_position, grad_positions + 3 * pixel);
+  }
+}
+
+void DeferredShading(const MeshAttributes& mesh, const int32_t* triangles,
+                     const int32_t* triangle_ids, int height, int width,
+                     const Lights& lights, const Material& material,
+                     int64_t begin, int64_t end, float* radiance) {
+  for (int64_t pixel = begin; pixel < end; ++pixel) {
+    const int32_t id = triangle_ids[pixel];
+    Vec3 value = {0.0f, 0.0f, 0.0f};
+    if (id >= 0) {
+      const int32_t* triangle = triangles + 3 * static_cast<int64_t>(id);
+      PixelBarycentrics px;
+      ComputePixelBarycentrics(mesh.clip_vertices, triangle, pixel, height,
+                               width, &px);
+      value = ShadePixel(Interpolate3(mesh.colors, triangle, px.b),
+                         Interpolate3(mesh.normals, triangle, px.b),
+                         Interpolate3(mesh.positions, triangle, px.b), lights,
+                         material);
+    }
+    Store(value, radiance + 3 * pixel);
+  }
+}
+
+void DeferredShadingGrad(const MeshAttributes& mesh, const int32_t* triangles,
+                         const int32_t* triangle_ids, int height, int width,
+                         const Lights& lights, const Material& material,
+                         const float* grad_radiance, const MeshGradients& grads,
+                         float* grad_light_positions, float* grad_light_colors,
+                         float* grad_ambient) {
+  const int64_t pixels = static_cast<int64_t>(height) * width;
+  for (int64_t pixel = 0; pixel < pixels; ++pixel) {
+    const int32_t id = triangle_ids[pixel];
+    const float* grad = grad_radiance + 3 * pixel;
+    if (id < 0 || IsZero(grad, 3)) continue;
+    const int32_t* triangle = triangles + 3 * static_cast<int64_t>(id);
+    PixelBarycentrics px;
+    ComputePixelBarycentrics(mesh.clip_vertices, triangle, pixel, height, width,
+                             &px);
+    Vec3 grad_kd, grad_normal, grad_position;
+    ShadePixelGrad(Interpolate3(mesh.colors, triangle, px.b),
+                   Interpolate3(mesh.normals, triangle, px.b),
+                   Interpolate3(mesh.positions, triangle, px.b), lights,
+                   material, Load(grad), &grad_kd, &grad_normal,
+                   &grad_position, grad_light_positions, grad_light_colors,
+                   grad_ambient);
+    float grad_b[3] = {0.0f, 0.0f, 0.0f};
+    Interpolate3Grad(mesh.colors, triangle, px.b, grad_kd, grads.colors,
+                     grad_b);
+    Interpolate3Grad(mesh.normals, triangle, px.b, grad_normal, grads.normals,
+                     grad_b);
+    Interpolate3Grad(mesh.positions, triangle, px.b, grad_position,
+                     grads.positions, grad_b);
+    PixelBarycentricsGrad(px, triangle, grad_b, grads.clip_vertices);
   }
 }
 

@@ -124,6 +124,41 @@ void PhongShadeGrad(const float* albedo, const float* normals,
                     float* grad_positions, float* grad_light_positions,
                     float* grad_light_colors, float* grad_ambient);
 
+// Per-vertex data of one image for DeferredShading, each [vertex_count, k]:
+// clip_vertices k = 4 (x, y, z, w); colors (linear RGB albedo), normals and
+// positions (camera space) k = 3.
+struct MeshAttributes {
+  const float* clip_vertices;
+  const float* colors;
+  const float* normals;
+  const float* positions;
+};
+
+// Their gradients, same shapes, accumulated.
+struct MeshGradients {
+  float* clip_vertices;
+  float* colors;
+  float* normals;
+  float* positions;
+};
+
+// The fused hot path of the renderer for pixels [begin, end):
+// ComputeBarycentrics, Interpolate of colors, normals and positions, then
+// PhongShade with mask = (triangle_ids >= 0), without intermediate images.
+void DeferredShading(const MeshAttributes& mesh, const int32_t* triangles,
+                     const int32_t* triangle_ids, int height, int width,
+                     const Lights& lights, const Material& material,
+                     int64_t begin, int64_t end, float* radiance);
+
+// Backward of DeferredShading for a whole image: accumulates into grads and
+// the light gradients.
+void DeferredShadingGrad(const MeshAttributes& mesh, const int32_t* triangles,
+                         const int32_t* triangle_ids, int height, int width,
+                         const Lights& lights, const Material& material,
+                         const float* grad_radiance, const MeshGradients& grads,
+                         float* grad_light_positions, float* grad_light_colors,
+                         float* grad_ambient);
+
 }  // namespace unsup3dmm
 
 #endif  // UNSUP3DMM_RENDERER_KERNELS_SHADING_KERNELS_IMPL_H_

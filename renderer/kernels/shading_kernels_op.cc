@@ -1,6 +1,7 @@
 // TensorFlow op shim around the deferred-shading core
 // (shading_kernels_impl.h): registers the Unsup3dmm{Barycentrics,Interpolate,
-// VertexNormals,PhongShade} ops and their *Grad ops with shape functions,
+// VertexNormals,PhongShade,DeferredShading} ops and their *Grad ops with shape
+// functions,
 // checks inputs with OP_REQUIRES and spreads the work over TensorFlow's CPU
 // worker threads: per-pixel passes split the batch's rows, passes that
 // accumulate into per-vertex or per-light arrays split the batch's images.
@@ -512,19 +513,65 @@ REGISTER_OP("Unsup3dmmPhongShadeGrad")
       return absl::OkStatus();
     });
 
+absl::Status GetMaterial(OpKernelConstruction* context, Material* material) {
+  TF_RETURN_IF_ERROR(context->GetAttr("shininess", &material->shininess));
+  TF_RETURN_IF_ERROR(
+      context->GetAttr("specular_strength", &material->specular_strength));
+  TF_RETURN_IF_ERROR(context->GetAttr("specular_diffuse_mix",
+                                      &material->specular_diffuse_mix));
+  if (!(material->shininess >= 1.0f)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shininess must be >= 1, got ", material->shininess));
+  }
+  return absl::OkStatus();
+}
+
+// Checks light_positions [batch, L, 3], light_colors [batch, L, 3] and
+// ambient [batch, 3]; returns L.
+absl::Status CheckLights(const Tensor& light_positions,
+                         const Tensor& light_colors, const Tensor& ambient,
+                         int64_t batch, int64_t* light_count) {
+  TF_RETURN_IF_ERROR(CheckShape(light_positions, "light_positions",
+                                {batch, -1, 3}, "[batch, light_count, 3]"));
+  *light_count = light_positions.dim_size(1);
+  TF_RETURN_IF_ERROR(CheckShape(light_colors, "light_colors",
+                                {batch, *light_count, 3},
+                                "[batch, light_count, 3]"));
+  return CheckShape(ambient, "ambient", {batch, 3}, "[batch, 3]");
+}
+
+// Lights of image b.
+Lights ImageLights(const Tensor& light_positions, const Tensor& light_colors,
+                   const Tensor& ambient, int64_t b) {
+  const int64_t light_count = light_positions.dim_size(1);
+  return Lights{static_cast<int>(light_count),
+                light_positions.flat<float>().data() + b * light_count * 3,
+                light_colors.flat<float>().data() + b * light_count * 3,
+                ambient.flat<float>().data() + b * 3};
+}
+
+// Allocates the gradients of the lights, zeroed: outputs first, first + 1,
+// first + 2.
+absl::Status AllocateLightGradients(OpKernelContext* context, int first,
+                                    const Tensor& light_positions,
+                                    const Tensor& light_colors,
+                                    const Tensor& ambient, float* out[3]) {
+  const Tensor* inputs[3] = {&light_positions, &light_colors, &ambient};
+  for (int k = 0; k < 3; ++k) {
+    Tensor* output = nullptr;
+    TF_RETURN_IF_ERROR(
+        context->allocate_output(first + k, inputs[k]->shape(), &output));
+    out[k] = output->flat<float>().data();
+    std::fill(out[k], out[k] + output->NumElements(), 0.0f);
+  }
+  return absl::OkStatus();
+}
+
 template <bool kGrad>
 class PhongShadeOp : public OpKernel {
  public:
   explicit PhongShadeOp(OpKernelConstruction* context) : OpKernel(context) {
-    OP_REQUIRES_OK(context,
-                   context->GetAttr("shininess", &material_.shininess));
-    OP_REQUIRES_OK(context, context->GetAttr("specular_strength",
-                                             &material_.specular_strength));
-    OP_REQUIRES_OK(context, context->GetAttr("specular_diffuse_mix",
-                                             &material_.specular_diffuse_mix));
-    OP_REQUIRES(context, material_.shininess >= 1.0f,
-                absl::InvalidArgumentError(absl::StrCat(
-                    "shininess must be >= 1, got ", material_.shininess)));
+    OP_REQUIRES_OK(context, GetMaterial(context, &material_));
   }
 
   void Compute(OpKernelContext* context) override {
@@ -549,15 +596,9 @@ class PhongShadeOp : public OpKernel {
                               "[batch, height, width, 3] like albedo"));
     OP_REQUIRES_OK(context, CheckShape(mask, "mask", {batch, height, width},
                                        "[batch, height, width]"));
-    OP_REQUIRES_OK(context,
-                   CheckShape(light_positions, "light_positions",
-                              {batch, -1, 3}, "[batch, light_count, 3]"));
-    const int64_t light_count = light_positions.dim_size(1);
-    OP_REQUIRES_OK(context, CheckShape(light_colors, "light_colors",
-                                       {batch, light_count, 3},
-                                       "[batch, light_count, 3]"));
-    OP_REQUIRES_OK(context,
-                   CheckShape(ambient, "ambient", {batch, 3}, "[batch, 3]"));
+    int64_t light_count;
+    OP_REQUIRES_OK(context, CheckLights(light_positions, light_colors, ambient,
+                                        batch, &light_count));
     if (kGrad) {
       OP_REQUIRES_OK(context,
                      CheckShape(context->input(0), "grad_radiance", image,
@@ -567,13 +608,9 @@ class PhongShadeOp : public OpKernel {
     const float* nrm = normals.flat<float>().data();
     const float* pos = positions.flat<float>().data();
     const float* msk = mask.flat<float>().data();
-    const float* lpos = light_positions.flat<float>().data();
-    const float* lcol = light_colors.flat<float>().data();
-    const float* amb = ambient.flat<float>().data();
     const int64_t pixels = height * width;
     auto image_lights = [&](int64_t b) {
-      return Lights{static_cast<int>(light_count), lpos + b * light_count * 3,
-                    lcol + b * light_count * 3, amb + b * 3};
+      return ImageLights(light_positions, light_colors, ambient, b);
     };
     if (!kGrad) {
       Tensor* output = nullptr;
@@ -589,20 +626,17 @@ class PhongShadeOp : public OpKernel {
           });
       return;
     }
-    Tensor* outputs[6];
-    const Tensor* shapes[6] = {&albedo,          &albedo,       &albedo,
-                               &light_positions, &light_colors, &ambient};
-    for (int k = 0; k < 6; ++k) {
-      OP_REQUIRES_OK(context, context->allocate_output(k, shapes[k]->shape(),
-                                                       &outputs[k]));
-    }
-    for (int k = 3; k < 6; ++k) {
-      float* data = outputs[k]->flat<float>().data();
-      std::fill(data, data + outputs[k]->NumElements(), 0.0f);
-    }
-    const float* grad = context->input(0).flat<float>().data();
     float* out[6];
-    for (int k = 0; k < 6; ++k) out[k] = outputs[k]->flat<float>().data();
+    for (int k = 0; k < 3; ++k) {
+      Tensor* output = nullptr;
+      OP_REQUIRES_OK(context,
+                     context->allocate_output(k, albedo.shape(), &output));
+      out[k] = output->flat<float>().data();
+    }
+    OP_REQUIRES_OK(context,
+                   AllocateLightGradients(context, 3, light_positions,
+                                          light_colors, ambient, out + 3));
+    const float* grad = context->input(0).flat<float>().data();
     ForEachImage(
         context, batch, 3 * kCyclesPerShadedPixel * light_count * pixels,
         [&](int64_t b) {
@@ -623,6 +657,171 @@ REGISTER_KERNEL_BUILDER(Name("Unsup3dmmPhongShade").Device(DEVICE_CPU),
                         PhongShadeOp<false>);
 REGISTER_KERNEL_BUILDER(Name("Unsup3dmmPhongShadeGrad").Device(DEVICE_CPU),
                         PhongShadeOp<true>);
+
+// ---------------------------------------------------------------------------
+// Fused deferred shading: barycentrics, interpolation and Phong shading.
+
+REGISTER_OP("Unsup3dmmDeferredShading")
+    .Input("clip_vertices: float32")
+    .Input("colors: float32")
+    .Input("normals: float32")
+    .Input("positions: float32")
+    .Input("triangles: int32")
+    .Input("triangle_ids: int32")
+    .Input("light_positions: float32")
+    .Input("light_colors: float32")
+    .Input("ambient: float32")
+    .Attr("shininess: float")
+    .Attr("specular_strength: float")
+    .Attr("specular_diffuse_mix: float")
+    .Output("radiance: float32")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle ids;
+      TF_RETURN_IF_ERROR(ImageShape(c, 5, &ids));
+      ShapeHandle out;
+      TF_RETURN_IF_ERROR(c->Concatenate(ids, c->Vector(3), &out));
+      c->set_output(0, out);
+      return absl::OkStatus();
+    });
+
+REGISTER_OP("Unsup3dmmDeferredShadingGrad")
+    .Input("grad_radiance: float32")
+    .Input("clip_vertices: float32")
+    .Input("colors: float32")
+    .Input("normals: float32")
+    .Input("positions: float32")
+    .Input("triangles: int32")
+    .Input("triangle_ids: int32")
+    .Input("light_positions: float32")
+    .Input("light_colors: float32")
+    .Input("ambient: float32")
+    .Attr("shininess: float")
+    .Attr("specular_strength: float")
+    .Attr("specular_diffuse_mix: float")
+    .Output("grad_clip_vertices: float32")
+    .Output("grad_colors: float32")
+    .Output("grad_normals: float32")
+    .Output("grad_positions: float32")
+    .Output("grad_light_positions: float32")
+    .Output("grad_light_colors: float32")
+    .Output("grad_ambient: float32")
+    .SetShapeFn([](InferenceContext* c) {
+      for (int k = 0; k < 7; ++k) {
+        c->set_output(k, c->input(k < 4 ? k + 1 : k + 3));
+      }
+      return absl::OkStatus();
+    });
+
+template <bool kGrad>
+class DeferredShadingOp : public OpKernel {
+ public:
+  explicit DeferredShadingOp(OpKernelConstruction* context)
+      : OpKernel(context) {
+    OP_REQUIRES_OK(context, GetMaterial(context, &material_));
+  }
+
+  void Compute(OpKernelContext* context) override {
+    const int offset = kGrad ? 1 : 0;
+    const Tensor& clip_vertices = context->input(offset);
+    const Tensor* attributes[3] = {&context->input(offset + 1),
+                                   &context->input(offset + 2),
+                                   &context->input(offset + 3)};
+    const Tensor& triangles = context->input(offset + 4);
+    const Tensor& triangle_ids = context->input(offset + 5);
+    const Tensor& light_positions = context->input(offset + 6);
+    const Tensor& light_colors = context->input(offset + 7);
+    const Tensor& ambient = context->input(offset + 8);
+    BarycentricInputs s;
+    OP_REQUIRES_OK(context, CheckBarycentricInputs(clip_vertices, triangles,
+                                                   triangle_ids, &s));
+    const char* names[3] = {"colors", "normals", "positions"};
+    for (int k = 0; k < 3; ++k) {
+      OP_REQUIRES_OK(context,
+                     CheckShape(*attributes[k], names[k],
+                                {s.batch, s.vertex_count, 3},
+                                "[batch, vertex_count, 3] like clip_vertices"));
+    }
+    int64_t light_count;
+    OP_REQUIRES_OK(context, CheckLights(light_positions, light_colors, ambient,
+                                        s.batch, &light_count));
+    const TensorShape image_shape({s.batch, s.height, s.width, 3});
+    if (kGrad) {
+      OP_REQUIRES_OK(context, CheckShape(context->input(0), "grad_radiance",
+                                         {s.batch, s.height, s.width, 3},
+                                         "[batch, height, width, 3]"));
+    }
+    const int32_t* tri = triangles.flat<int32_t>().data();
+    const int32_t* ids = triangle_ids.flat<int32_t>().data();
+    const int64_t pixels = s.height * s.width;
+    auto mesh = [&](int64_t b) {
+      return MeshAttributes{
+          clip_vertices.flat<float>().data() + b * s.vertex_count * 4,
+          attributes[0]->flat<float>().data() + b * s.vertex_count * 3,
+          attributes[1]->flat<float>().data() + b * s.vertex_count * 3,
+          attributes[2]->flat<float>().data() + b * s.vertex_count * 3};
+    };
+    const int height = static_cast<int>(s.height);
+    const int width = static_cast<int>(s.width);
+    if (!kGrad) {
+      Tensor* output = nullptr;
+      OP_REQUIRES_OK(context,
+                     context->allocate_output(0, image_shape, &output));
+      float* out = output->flat<float>().data();
+      ForEachPixelBand(
+          context, s.batch, s.height, s.width,
+          kCyclesPerShadedPixel * (light_count + 1),
+          [&](int64_t b, int64_t begin, int64_t end) {
+            DeferredShading(
+                mesh(b), tri, ids + b * pixels, height, width,
+                ImageLights(light_positions, light_colors, ambient, b),
+                material_, begin, end, out + b * pixels * 3);
+          });
+      return;
+    }
+    float* vertex_grads[4];
+    const int64_t widths[4] = {4, 3, 3, 3};
+    for (int k = 0; k < 4; ++k) {
+      Tensor* output = nullptr;
+      OP_REQUIRES_OK(context, context->allocate_output(
+                                  k, context->input(offset + k).shape(),
+                                  &output));
+      vertex_grads[k] = output->flat<float>().data();
+    }
+    float* light_grads[3];
+    OP_REQUIRES_OK(context,
+                   AllocateLightGradients(context, 4, light_positions,
+                                          light_colors, ambient, light_grads));
+    const float* grad = context->input(0).flat<float>().data();
+    ForEachImage(
+        context, s.batch,
+        3 * kCyclesPerShadedPixel * (light_count + 1) * pixels,
+        [&](int64_t b) {
+          float* image_grads[4];
+          for (int k = 0; k < 4; ++k) {
+            const int64_t size = s.vertex_count * widths[k];
+            image_grads[k] = vertex_grads[k] + b * size;
+            std::fill(image_grads[k], image_grads[k] + size, 0.0f);
+          }
+          DeferredShadingGrad(
+              mesh(b), tri, ids + b * pixels, height, width,
+              ImageLights(light_positions, light_colors, ambient, b),
+              material_, grad + b * pixels * 3,
+              MeshGradients{image_grads[0], image_grads[1], image_grads[2],
+                            image_grads[3]},
+              light_grads[0] + b * light_count * 3,
+              light_grads[1] + b * light_count * 3, light_grads[2] + b * 3);
+        });
+  }
+
+ private:
+  Material material_;
+};
+
+REGISTER_KERNEL_BUILDER(Name("Unsup3dmmDeferredShading").Device(DEVICE_CPU),
+                        DeferredShadingOp<false>);
+REGISTER_KERNEL_BUILDER(
+    Name("Unsup3dmmDeferredShadingGrad").Device(DEVICE_CPU),
+    DeferredShadingOp<true>);
 
 }  // namespace
 }  // namespace unsup3dmm
