@@ -12,10 +12,13 @@ half of an ellipsoid 150 mm wide, 200 mm tall and 90 mm deep, posed and lit at
 random (seeded) and framed by the default camera like a face, so it covers a
 face-like share of the image (the table prints it).
 
-Also times the stages (forward): "visibility" (camera transform and
-rasterisation), "barycentrics" (vertex normals, barycentrics and the
-interpolation of albedo, normal and position) and "shading" (Phong shading and
-compositing), as shares of the whole forward pass.
+Also times the stages of the forward pass, as shares of it: "vis" (camera
+transform and rasterisation), "normals" (vertex normals), "shading"
+(barycentrics, interpolation of albedo, normal and position, Phong shading and
+compositing: one fused kernel with the op backend) and, run alone,
+"bary" (the barycentrics stage, part of "shading").  "cpu ms/render" is the
+process CPU time per render (all threads): other processes sharing the CPUs
+slow the wall clock down but barely change it.
 
 Usage::
 
@@ -24,8 +27,8 @@ Usage::
 
 ``--json`` writes a list of records with keys ``backend``, ``image_height``,
 ``image_width``, ``batch``, ``mode`` ("forward" or "forward_backward") and
-``renders_per_second`` (plus ``coverage`` and, for forward records, the
-stage shares).  Targets (2-core CPU): op forward >= 250 and forward+backward
+``renders_per_second`` (plus ``coverage``, ``cpu_seconds_per_render`` and,
+for forward records, the stage shares).  Targets (2-core CPU): op forward >= 250 and forward+backward
 >= 100 renders/s at 224 x 224, batch 32; tf within 4x of op.
 """
 import argparse
@@ -102,8 +105,8 @@ def full_render(scene, backend):
   return forward
 
 
-def stage_prefixes(scene, backend):
-  """Functions running the pipeline up to the end of each stage."""
+def stage_functions(scene, backend):
+  """Prefixes of the forward pipeline, and the barycentrics alone."""
   config = scene.config
 
   def visible(vertices):
@@ -111,33 +114,44 @@ def stage_prefixes(scene, backend):
                                                        scene.camera)
     clip = camera_lib.project_to_clip(camera_vertices, scene.camera)
     ids = visibility.rasterize(clip, scene.triangles, config.image_size,
-                               backend=backend)
+                               backend=backend).triangle_ids
     return camera_vertices, clip, ids
 
   def to_visibility(vertices, colors):
     del colors
-    return visible(vertices)[2].triangle_ids
+    return visible(vertices)[2]
 
-  def to_barycentrics(vertices, colors):
-    camera_vertices, clip, ids = visible(vertices)
-    normals = shading.vertex_normals(camera_vertices, scene.triangles, backend)
-    attributes = tf.concat([colors, normals, camera_vertices], -1)
-    return barycentrics_lib.pixel_barycentrics_and_attributes(
-        clip, attributes, scene.triangles, ids.triangle_ids, backend)[1]
+  def to_normals(vertices, colors):
+    del colors
+    camera_vertices, _, ids = visible(vertices)
+    return ids, shading.vertex_normals(camera_vertices, scene.triangles,
+                                       backend)
 
-  return {"visibility": to_visibility, "barycentrics": to_barycentrics}
+  camera_vertices = camera_lib.camera_space_vertices(
+      scene.vertices, scene.poses, scene.camera)
+  clip = camera_lib.project_to_clip(camera_vertices, scene.camera)
+  ids = visibility.rasterize(clip, scene.triangles, config.image_size,
+                             backend=backend).triangle_ids
+
+  def barycentrics_alone(clip_vertices):
+    return barycentrics_lib.compute_barycentrics(clip_vertices,
+                                                 scene.triangles, ids, backend)
+
+  return to_visibility, to_normals, barycentrics_alone, clip
 
 
 def time_function(function, args, min_seconds, min_iterations=3):
-  """Seconds per call of a tf.function, after warm-up."""
+  """(wall seconds, process CPU seconds) per call, after warm-up."""
   for _ in range(2):
     tf.nest.map_structure(lambda t: t.numpy(), function(*args))
-  count, start = 0, time.perf_counter()
+  count = 0
+  start, start_cpu = time.perf_counter(), time.process_time()
   while count < min_iterations or time.perf_counter() - start < min_seconds:
     result = function(*args)
     tf.nest.map_structure(lambda t: t.numpy(), result)
     count += 1
-  return (time.perf_counter() - start) / count
+  return ((time.perf_counter() - start) / count,
+          (time.process_time() - start_cpu) / count)
 
 
 def forward_backward(forward):
@@ -151,6 +165,7 @@ def forward_backward(forward):
 
 
 def run_case(backend, size, batch, min_seconds):
+  """Forward and forward+backward records of one case."""
   config = RendererConfig(image_size=size)
   scene = Scene(config, batch)
   args = (scene.vertices, scene.colors)
@@ -158,39 +173,45 @@ def run_case(backend, size, batch, min_seconds):
   coverage = float(tf.reduce_mean(render_lib.render(
       *args, scene.triangles, scene.poses, scene.lights, config,
       backend=backend).alpha))
-  records = []
-  seconds = time_function(tf.function(forward), args, min_seconds)
-  record = dict(backend=backend, image_height=size[0], image_width=size[1],
-                batch=batch, mode="forward", renders_per_second=batch / seconds,
-                coverage=coverage)
-  previous = 0.0
-  for stage, function in stage_prefixes(scene, backend).items():
-    prefix = time_function(tf.function(function), args, min_seconds / 2)
-    record[f"share_{stage}"] = (prefix - previous) / seconds
-    previous = prefix
-  record["share_shading"] = (seconds - previous) / seconds
-  records.append(record)
-  seconds = time_function(tf.function(forward_backward(forward)), args,
-                          min_seconds)
-  records.append(dict(backend=backend, image_height=size[0],
-                      image_width=size[1], batch=batch,
-                      mode="forward_backward",
-                      renders_per_second=batch / seconds, coverage=coverage))
-  return records
+  common = dict(backend=backend, image_height=size[0], image_width=size[1],
+                batch=batch, coverage=coverage)
+  seconds, cpu = time_function(tf.function(forward), args, min_seconds)
+  record = dict(common, mode="forward", renders_per_second=batch / seconds,
+                cpu_seconds_per_render=cpu / batch)
+  to_visibility, to_normals, barycentrics_alone, clip = stage_functions(
+      scene, backend)
+  visible_seconds = time_function(tf.function(to_visibility), args,
+                                  min_seconds / 2)[0]
+  normals_seconds = time_function(tf.function(to_normals), args,
+                                  min_seconds / 2)[0]
+  record["share_visibility"] = visible_seconds / seconds
+  record["share_normals"] = (normals_seconds - visible_seconds) / seconds
+  record["share_shading"] = (seconds - normals_seconds) / seconds
+  record["share_barycentrics_alone"] = time_function(
+      tf.function(barycentrics_alone), (clip,), min_seconds / 2)[0] / seconds
+  seconds, cpu = time_function(tf.function(forward_backward(forward)), args,
+                               min_seconds)
+  return [record, dict(common, mode="forward_backward",
+                       renders_per_second=batch / seconds,
+                       cpu_seconds_per_render=cpu / batch)]
+
+
+SHARES = (("share_visibility", "vis"), ("share_normals", "normals"),
+          ("share_shading", "shading"), ("share_barycentrics_alone", "bary"))
 
 
 def print_table(records):
   header = (f"{'backend':8}{'size':>10}{'batch':>7}{'mode':>18}"
-            f"{'renders/s':>11}{'coverage':>10}{'vis':>7}{'bary':>7}"
-            f"{'shade':>7}")
+            f"{'renders/s':>11}{'cpu ms/render':>15}{'coverage':>10}" +
+            "".join(f"{label:>9}" for _, label in SHARES))
   print(header)
   print("-" * len(header))
   for r in records:
-    shares = "".join(
-        f"{r[k]:7.0%}" if k in r else f"{'':7}"
-        for k in ("share_visibility", "share_barycentrics", "share_shading"))
+    shares = "".join(f"{r[k]:9.0%}" if k in r else f"{'':9}"
+                     for k, _ in SHARES)
     print(f"{r['backend']:8}{r['image_height']:>5}x{r['image_width']:<4}"
           f"{r['batch']:>7}{r['mode']:>18}{r['renders_per_second']:>11.1f}"
+          f"{1000 * r['cpu_seconds_per_render']:>15.2f}"
           f"{r['coverage']:>10.2f}{shares}", flush=True)
 
 

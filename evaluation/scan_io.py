@@ -26,6 +26,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from unsup3dmm.model import mesh_io
+
 VRML_EXTENSIONS = (".wrl", ".vrml")
 MESH_IO_EXTENSIONS = (".obj", ".ply")
 
@@ -382,8 +384,11 @@ def parse_vrml(text: str, source_name: str = "<string>"
 
 def read_vrml(path: str) -> Tuple[np.ndarray, np.ndarray]:
   """Reads a VRML 2.0 file, plain or gzip-compressed; see :func:`parse_vrml`."""
-  with open(path, "rb") as f:
-    data = f.read()
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+  except OSError as e:
+    raise ValueError(f"{path}: cannot read the scan ({e.strerror})") from e
   if data[:2] == b"\x1f\x8b":
     try:
       data = gzip.decompress(data)
@@ -396,7 +401,8 @@ def read_scan(path: str) -> Tuple[np.ndarray, np.ndarray]:
   """Reads a scan as a triangle mesh, dispatching on the file extension.
 
   ``.obj`` and ``.ply`` go through :mod:`unsup3dmm.model.mesh_io` (colours
-  are dropped), ``.wrl`` / ``.vrml`` through :func:`read_vrml`.
+  are dropped; see there for the supported variants), ``.wrl`` / ``.vrml``
+  through :func:`read_vrml`.
 
   Args:
     path: scan file (case-insensitive extension).
@@ -407,15 +413,12 @@ def read_scan(path: str) -> Tuple[np.ndarray, np.ndarray]:
 
   Raises:
     ValueError: naming the file, for an unsupported extension or a file that
-      cannot be parsed or holds invalid geometry.
-    FileNotFoundError: if `path` does not exist.
+      is missing, cannot be parsed or holds invalid geometry.
   """
   extension = os.path.splitext(path)[1].lower()
   if extension in VRML_EXTENSIONS:
     vertices, triangles = read_vrml(path)
   elif extension in MESH_IO_EXTENSIONS:
-    # Imported here so that reading VRML does not need the model package.
-    from unsup3dmm.model import mesh_io  # pylint: disable=import-outside-toplevel
     reader = mesh_io.read_obj if extension == ".obj" else mesh_io.read_ply
     vertices, triangles = reader(path)[:2]
   else:

@@ -11,11 +11,16 @@ class ModelConfig:
   # Keep only the first k shape / colour components (None: all of them).
   shape_components: Optional[int] = None
   texture_components: Optional[int] = None
+  # Optional eos-style iBUG-68 -> vertex-id mapping file for a model file
+  # without metadata/landmarks/ibug68, e.g. shared/data/bfm2017_aux/
+  # ibug_to_bfm2017-1_bfm_nomouth.txt for model2017-1_bfm_nomouth.h5; empty:
+  # the file's own landmarks, if any (see model/landmarks.py).
+  landmarks_path: str = ""
   # FaceNet variant: "20170512-110547" (128-D, prewhiten) or the 512-D
   # "20180402-114759" / "20180408-102900" (fixed standardisation).
   facenet_model: str = "20170512-110547"
-  # Explicit FaceNet weights path (.h5); empty: environment variable, then
-  # keras-facenet's cache/download.
+  # Explicit FaceNet weights path (.h5); empty: $UNSUP3DMM_FACENET_WEIGHTS,
+  # then keras-facenet's cache/download (model/encoder.py).
   facenet_weights: str = ""
   # Hidden units of the two fully connected decoder layers (paper Sec. 4).
   decoder_units: int = 1024

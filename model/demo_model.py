@@ -69,27 +69,27 @@ _SHAPE_PARAMETERS: Dict[str, Tuple[float, float]] = {
     "face_width": (1.0, 0.035),
     "face_length": (1.0, 0.03),
     "face_depth": (1.0, 0.03),
-    "jaw_width": (1.0, 0.06),
+    "jaw_width": (1.0, 0.05),
     "forehead_slope_mm": (0.0, 3.0),
-    "nose_height": (1.0, 0.12),
+    "nose_height": (1.0, 0.10),
     "nose_length_mm": (0.0, 2.0),
     "nose_width": (1.0, 0.09),
     "nose_bridge_mm": (0.0, 1.2),
-    "eye_depth_mm": (11.0, 1.5),
+    "eye_depth_mm": (11.0, 1.2),
     "brow_ridge_mm": (4.0, 1.3),
     "cheekbone_mm": (5.0, 1.5),
-    "cheek_fullness_mm": (3.0, 1.5),
+    "cheek_fullness_mm": (3.0, 1.2),
     "mouth_protrusion_mm": (6.0, 1.5),
     "lip_fullness": (1.0, 0.2),
-    "chin_mm": (8.0, 2.0),
+    "chin_mm": (8.0, 1.8),
 }
 # Smooth random normal-displacement fields: count and RMS amplitude (mm) of
 # the first one; later ones decay geometrically.
 _RANDOM_SHAPE_FIELDS = 33
 # Frequencies per axis of the random fields (5 x 5 products per symmetry).
 _RANDOM_SHAPE_ORDERS = 5
-_RANDOM_SHAPE_RMS_MM = 1.4
-_RANDOM_SHAPE_DECAY = 0.92
+_RANDOM_SHAPE_RMS_MM = 0.8
+_RANDOM_SHAPE_DECAY = 0.9
 _DEMO_SEED = 0
 
 
@@ -444,19 +444,21 @@ def _shape_model(seed):
 
 # Albedo design, RGB in [0, 1].
 _SKIN = np.array([0.75, 0.57, 0.47])
-_BROW = np.array([0.26, 0.19, 0.15])
+_BROW = np.array([0.22, 0.16, 0.13])
 _LIPS = np.array([0.72, 0.38, 0.38])
 _MOUTH_LINE = np.array([0.30, 0.13, 0.12])
 _SCLERA = np.array([0.88, 0.86, 0.82])
-_IRIS = np.array([0.33, 0.22, 0.14])
+_IRIS = np.array([0.28, 0.18, 0.12])
 _PUPIL = np.array([0.04, 0.035, 0.035])
 _LASHES = np.array([0.10, 0.07, 0.06])
+# Relative darkening of the upper-lid crease.
+_EYELID_SHADE = 0.2
 _NOSTRIL = np.array([0.24, 0.12, 0.10])
 # Darkening per unit of smoothed cavity curvature (1/mm) and its cap.
 _CAVITY_GAIN = 3.5
 _CAVITY_MAX = 0.45
 _RANDOM_COLOR_FIELDS = 24
-_RANDOM_COLOR_RMS = 0.025
+_RANDOM_COLOR_RMS = 0.018
 _RANDOM_COLOR_DECAY = 0.9
 # Typical inter-ocular distance (mm) the regional sizes are designed for.
 _DESIGN_EYE_DISTANCE_MM = 62.0
@@ -549,6 +551,7 @@ class _Regions:
   iris: np.ndarray
   pupil: np.ndarray
   lashes: np.ndarray
+  eyelids: np.ndarray
   brows: np.ndarray
   lips: np.ndarray
   mouth_line: np.ndarray
@@ -570,7 +573,7 @@ def _regions(vertices, normals, ids) -> _Regions:
     # No face frame: model axes about the bounding-box centre, no regions.
     centre = 0.5 * (v.min(axis=0) + v.max(axis=0))
     frame = v - centre
-    return _Regions(frame, np.ones(len(v)), *([zeros] * 13))
+    return _Regions(frame, np.ones(len(v)), *([zeros] * 14))
   p = v[np.maximum(ids, 0)]
   right_eye = p[list(landmarks_lib.RIGHT_EYE)].mean(axis=0)
   left_eye = p[list(landmarks_lib.LEFT_EYE)].mean(axis=0)
@@ -588,8 +591,8 @@ def _regions(vertices, normals, ids) -> _Regions:
   eye_mouth = -lm[mouth_points, 1].mean()
   front = _smoothstep(-45.0 * scale, -25.0 * scale, frame[:, 2])
 
-  eyes, iris, pupil, lashes = zeros.copy(), zeros.copy(), zeros.copy(), zeros
-  lashes = zeros.copy()
+  eyes, iris, pupil = zeros.copy(), zeros.copy(), zeros.copy()
+  lashes, eyelids = zeros.copy(), zeros.copy()
   for inner, outer, upper, lower in ((39, 36, (38, 37), (40, 41)),
                                      (42, 45, (43, 44), (47, 46))):
     u, w, half = _local_axes(q, lm[inner, :2], lm[outer, :2])
@@ -605,33 +608,37 @@ def _regions(vertices, normals, ids) -> _Regions:
                       _lid_curve(np.zeros(1), [(pts_u[k], pts_w[k])
                                                for k in lower]))
     r = np.hypot(u * half, w - centre_w)
-    radius = 0.40 * half
+    radius = 0.44 * half
     iris = np.maximum(iris, _smoothstep(radius + 0.4, radius - 0.4, r) * eye)
     pupil = np.maximum(pupil, _smoothstep(0.4 * radius + 0.3,
                                           0.4 * radius - 0.3, r) * eye)
-    width = 0.55 + 0.35 * np.clip(u, 0.0, 1.0)
-    upper_lash = np.exp(-((w - top - 0.25) / width)**2)
-    lower_lash = 0.35 * np.exp(-((w - bottom + 0.2) / 0.5)**2)
+    width = 0.8 + 0.5 * np.clip(u, 0.0, 1.0)
+    upper_lash = np.exp(-((w - top - 0.4) / width)**2)
+    lower_lash = 0.45 * np.exp(-((w - bottom + 0.2) / 0.6)**2)
     lash = (upper_lash + lower_lash) * _smoothstep(1.08, 0.85, np.abs(u))
     lashes = np.maximum(lashes, lash * near)
+    # The upper-lid crease and the shade under the brow bone.
+    crease = np.exp(-((w - top - 4.5 * scale) / (2.5 * scale))**2)
+    eyelids = np.maximum(eyelids, crease * _smoothstep(1.3, 0.7, np.abs(u)) *
+                         near)
 
   brows = zeros.copy()
   for chain in ((21, 20, 19, 18, 17), (22, 23, 24, 25, 26)):
     if _defined(ids, chain):
       dist, s = _polyline_distance(q, lm[list(chain), :2])
-      half_width = scale * (2.8 - 1.4 * s)
+      half_width = scale * (3.4 - 1.6 * s)
       brows = np.maximum(brows, _smoothstep(half_width + 0.9,
                                             half_width - 0.9, dist))
   brows *= front
 
   lips, mouth_line = zeros.copy(), zeros.copy()
-  if _defined(ids, landmarks_lib.OUTER_LIPS) and _defined(
-      ids, landmarks_lib.INNER_LIPS):
+  if _defined(ids, landmarks_lib.OUTER_LIPS):
     u, w, _ = _local_axes(q, lm[48, :2], lm[54, :2])
     pu, pw, _ = _local_axes(lm[:, :2], lm[48, :2], lm[54, :2])
 
     def curve(chain):
-      chain = list(chain)
+      # Through the defined points (the mouth corners always are).
+      chain = [k for k in chain if ids[k] >= 0]
       return _interp_curve(u, pu[chain], pw[chain])
 
     top = curve(range(48, 55))
@@ -663,8 +670,8 @@ def _regions(vertices, normals, ids) -> _Regions:
            _smoothstep(62 * s, 45 * s, np.abs(q[:, 0])) * (1 - lips))
   under_eyes = front * _pair(q[:, 0], q[:, 1], 31 * s, -9 * s, 11 * s, 4 * s)
   forehead = front * _smoothstep(15 * s, 40 * s, q[:, 1])
-  return _Regions(frame, front, eyes, iris, pupil, lashes, brows, lips,
-                  mouth_line, nostrils, cheeks, nose, beard, under_eyes,
+  return _Regions(frame, front, eyes, iris, pupil, lashes, eyelids, brows,
+                  lips, mouth_line, nostrils, cheeks, nose, beard, under_eyes,
                   forehead)
 
 
@@ -706,7 +713,8 @@ def synthetic_color_model(vertices: np.ndarray, triangles: np.ndarray,
   normals = _vertex_normals(vertices, triangles)
   r = _regions(vertices, normals, landmark_ids)
   cavity = _cavity(vertices, triangles, normals)
-  color = np.tile(_SKIN, (len(vertices), 1)) * (1.0 - cavity)[:, None]
+  shade = (1.0 - cavity) * (1.0 - _EYELID_SHADE * r.eyelids)
+  color = np.tile(_SKIN, (len(vertices), 1)) * shade[:, None]
   color += r.cheeks[:, None] * np.array([0.04, -0.02, -0.015])
   color += r.nose[:, None] * np.array([0.02, -0.01, -0.01])
   color = _blend(color, _BROW * (1.0 - cavity)[:, None], 0.85 * r.brows)
@@ -727,8 +735,8 @@ def synthetic_color_model(vertices: np.ndarray, triangles: np.ndarray,
     return weight[:, None] * np.asarray(rgb)[None, :]
 
   fields = [
-      field(0.12 * skin, _SKIN),                              # lightness
-      field(skin, [0.035, 0.0, -0.035]),                      # hue
+      field(0.11 * skin, _SKIN),                              # lightness
+      field(skin, [0.03, 0.0, -0.03]),                        # hue
       field(skin, [-0.012, 0.018, -0.008]),                   # olive
       field(r.cheeks, [0.05, -0.02, -0.01]),                  # cheek redness
       field(r.nose, [0.04, -0.015, -0.01]),                   # nose redness
@@ -755,7 +763,7 @@ def synthetic_color_model(vertices: np.ndarray, triangles: np.ndarray,
                     np.cos(n * np.pi * fy + phase_y))
     pattern *= skin
     rms = np.sqrt(np.mean(pattern**2))
-    tint = _SKIN + 0.3 * rng.normal(size=3)
+    tint = _SKIN + 0.12 * rng.normal(size=3)
     fields.append(field(pattern * _RANDOM_COLOR_RMS * _RANDOM_COLOR_DECAY**k /
                         max(rms, 1e-12), tint / np.linalg.norm(tint)))
   basis, variance = morphable_model.pca_from_deviations(np.array(fields))

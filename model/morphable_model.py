@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from unsup3dmm.model import landmarks as landmarks_lib
+from unsup3dmm.model.config import ModelConfig
 
 DEMO = "demo"
 # Where our writer stores the iBUG-68 landmark vertex ids: int32 [68], -1 for
@@ -336,6 +337,15 @@ def load_morphable_model(path_or_demo: str,
         model, landmark_ids=landmarks_lib.read_ibug_mapping(
             landmarks_path, model.vertex_count))
   return model
+
+
+def load_from_config(config: ModelConfig) -> MorphableModel:
+  """:func:`load_morphable_model` with the fields of a ``ModelConfig``
+  (``morphable_model``, ``shape_components``, ``texture_components``,
+  ``landmarks_path``; an empty ``landmarks_path`` means none)."""
+  return load_morphable_model(config.morphable_model, config.shape_components,
+                              config.texture_components,
+                              config.landmarks_path or None)
 
 
 class _FileReader:

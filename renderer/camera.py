@@ -14,7 +14,8 @@ A vertex ``p`` of image ``b`` goes through::
 
     model  M_b = T(c) R_b T(-c)         rotation about the head centre c
     view   V   = look_at(eye, look_at, up=+y)
-    proj   P   = perspective(fov_y, aspect=width/height, near, far)
+    proj   P   = perspective(fov_y, aspect=width/height, near, far,
+                             horizontal_scale)
     clip = P V M_b p
 
 with ``R_b = R_z(roll) R_x(pitch) R_y(yaw)`` (yaw applied first, roll last, so
@@ -63,6 +64,8 @@ class Camera(NamedTuple):
     near_mm, far_mm: clip planes, mm along the view axis, 0 < near < far.
     look_at_mm: model-space point imaged at the image centre, mm, [3].
     rotation_center_mm: model-space pivot of the pose rotation, mm, [3].
+    horizontal_scale: magnification of the image x axis relative to a camera
+      with square pixels (> 0; 1: undistorted).
   """
   image_size: Tuple[int, int]
   fov_y_degrees: TensorLike
@@ -71,6 +74,7 @@ class Camera(NamedTuple):
   far_mm: TensorLike
   look_at_mm: TensorLike
   rotation_center_mm: TensorLike
+  horizontal_scale: TensorLike = 1.0
 
   @classmethod
   def from_config(cls, config: RendererConfig) -> "Camera":
@@ -81,7 +85,8 @@ class Camera(NamedTuple):
                  distance_mm=config.camera_distance_mm,
                  near_mm=config.near_mm, far_mm=config.far_mm,
                  look_at_mm=tuple(config.look_at_mm),
-                 rotation_center_mm=tuple(config.rotation_center_mm))
+                 rotation_center_mm=tuple(config.rotation_center_mm),
+                 horizontal_scale=config.horizontal_scale)
     check_camera(camera, "config")
     return camera
 
@@ -119,6 +124,9 @@ def check_camera(camera: Camera, name: str = "camera"):
       0 < camera.near_mm < camera.far_mm):
     raise ValueError(f"{name}: need 0 < near_mm < far_mm, got near_mm="
                      f"{camera.near_mm}, far_mm={camera.far_mm}")
+  if number(camera.horizontal_scale) and camera.horizontal_scale <= 0:
+    raise ValueError(f"{name}.horizontal_scale must be positive, got "
+                     f"{camera.horizontal_scale}")
   for field in ("look_at_mm", "rotation_center_mm"):
     value = getattr(camera, field)
     if not tf.is_tensor(value) and np.shape(value) != (3,):
@@ -155,14 +163,16 @@ def look_at_matrix(eye, center, up) -> tf.Tensor:
   return tf.concat([top, bottom], axis=-2)
 
 
-def perspective_matrix(fov_y_degrees, aspect_ratio, near_mm, far_mm
-                       ) -> tf.Tensor:
+def perspective_matrix(fov_y_degrees, aspect_ratio, near_mm, far_mm,
+                       horizontal_scale=1.0) -> tf.Tensor:
   """OpenGL perspective projection (camera space -> clip space).
 
   Args:
     fov_y_degrees: float32 scalar, vertical field of view, degrees.
-    aspect_ratio: float32 scalar, width / height.
+    aspect_ratio: float32 scalar, image width / height in pixels.
     near_mm, far_mm: float32 scalars, clip-plane distances, mm.
+    horizontal_scale: float32 scalar, extra magnification of x (1: square
+      pixels).
 
   Returns:
     float32 ``[4, 4]``; ``clip = P @ [x, y, z, 1]`` has ``w = -z`` and maps
@@ -173,7 +183,7 @@ def perspective_matrix(fov_y_degrees, aspect_ratio, near_mm, far_mm
   focal = 1.0 / tf.tan(0.5 * fov)
   zero = tf.zeros_like(focal)
   return tf.stack([
-      tf.stack([focal / aspect, zero, zero, zero]),
+      tf.stack([focal * _float(horizontal_scale) / aspect, zero, zero, zero]),
       tf.stack([zero, focal, zero, zero]),
       tf.stack([zero, zero, (far + near) / (near - far),
                 2.0 * far * near / (near - far)]),
@@ -220,7 +230,8 @@ def projection_matrix(camera: Camera) -> tf.Tensor:
   """Camera-to-clip matrix of ``camera``: float32 ``[4, 4]``."""
   height, width = camera.image_size
   return perspective_matrix(camera.fov_y_degrees, width / height,
-                            camera.near_mm, camera.far_mm)
+                            camera.near_mm, camera.far_mm,
+                            camera.horizontal_scale)
 
 
 def model_view_matrices(poses: Poses, camera: Camera) -> tf.Tensor:

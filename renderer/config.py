@@ -35,6 +35,12 @@ class RendererConfig:
   # Model-space pivot of the head rotation (yaw, pitch, roll), mm: roughly the
   # centre of the skull, behind the face.
   rotation_center_mm: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+  # Magnification of the image's x axis relative to y (1: square pixels).
+  # FaceNet crops resize the MTCNN box plus margin, which is taller than wide,
+  # to a square (facenet align_dataset_mtcnn, data/face_crop.py), so faces in
+  # them are widened; renders are widened alike, so that the MTCNN box of the
+  # mean demo face is square, as in a crop.
+  horizontal_scale: float = 1.0
   # Clip planes, mm from the camera along the view axis.
   near_mm: float = 100.0
   far_mm: float = 5000.0

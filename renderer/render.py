@@ -5,10 +5,10 @@ Stages (each a function of this package, handing over small records)::
     camera.camera_space_vertices / project_to_clip     (differentiable)
     visibility.rasterize            -> Visibility      (no gradient)
     shading.vertex_normals          -> [B, V, 3]       (differentiable)
-    barycentrics.barycentrics       -> [B, H, W, 3]    (differentiable)
-    barycentrics.interpolate        -> albedo, normal, position per pixel
-    shading.phong_shade             -> radiance        (differentiable)
-    composite over the background, clip to [0, 1], average supersamples
+    shading.deferred_shading        -> shaded colours  (differentiable)
+      (barycentrics, interpolation of albedo, normal and position, Phong
+      shading, clipping to [0, 1]; fused into one kernel by the op backend)
+    average supersamples, composite over the background
 
 Gradients of the images flow to the vertices, colours, poses, lights and
 tensor-valued camera fields; the visibility itself (which triangle a pixel
@@ -69,14 +69,14 @@ class RenderResult(NamedTuple):
       gradient.
     visibility: :class:`Visibility` (triangle ids, depth, mask) at the
       rendering resolution (output size times ``config.supersampling``).
-    radiance: float32 ``[batch, H, W, 3]`` Phong shading at the rendering
-      resolution before clipping and compositing, 0 where empty.
+    shaded: float32 ``[batch, H, W, 3]`` Phong shading clipped to [0, 1] at
+      the rendering resolution, before compositing; 0 where empty.
     framebuffer: :class:`Framebuffer`, or None unless requested.
   """
   images: tf.Tensor
   alpha: tf.Tensor
   visibility: visibility_lib.Visibility
-  radiance: tf.Tensor
+  shaded: tf.Tensor
   framebuffer: Optional[Framebuffer]
 
 
@@ -246,6 +246,7 @@ def render(vertices, colors, triangles, poses: Poses, lights: Lights,
   triangles = tf.cast(triangles, tf.int32)
   batch_size = vertices.shape[0]
   lights = lighting.check_lights(lights, batch_size)
+  shading.check_light_count(lights, backend)
   background = _background_images(background, background_seed, batch_size,
                                   config)
 
@@ -260,10 +261,10 @@ def render(vertices, colors, triangles, poses: Poses, lights: Lights,
   normals = (shading_op.vertex_normals(camera_vertices, triangles)
              if backend == "op" else
              shading.vertex_normals_tf(camera_vertices, triangles))
-  radiance = shading.deferred_shading_unchecked(
+  shaded = shading.deferred_shading_unchecked(
       clip_vertices, colors, normals, camera_vertices, triangles,
       visible.triangle_ids, lights, material, backend)
-  face = tf.clip_by_value(radiance, 0.0, 1.0)
+  face = shaded
   alpha = visible.mask[..., None]
   if factor > 1:
     face = tf.nn.avg_pool2d(face, factor, factor, "VALID")
@@ -279,7 +280,7 @@ def render(vertices, colors, triangles, poses: Poses, lights: Lights,
                                      visible.triangle_ids, weights, backend)
         for attribute in (colors, normals, camera_vertices)))
   return RenderResult(images=images, alpha=alpha, visibility=visible,
-                      radiance=radiance, framebuffer=framebuffer)
+                      shaded=shaded, framebuffer=framebuffer)
 
 
 def render_coefficients(tf_morphable_model, shape_coefficients,

@@ -32,6 +32,8 @@ from unsup3dmm.renderer.config import RendererConfig
 
 # Normal-incidence reflectance of a dielectric (refractive index ~1.5).
 DIELECTRIC_REFLECTANCE = 0.04
+# Most lights the "op" backend shades with (kernels: kMaxLights).
+MAX_LIGHTS_OP = 16
 # Squared-length floor of vectors before normalisation (as
 # tf.math.l2_normalize): keeps zero vectors (empty pixels) finite.
 NORMALIZE_EPSILON = 1e-12
@@ -149,7 +151,6 @@ def check_pixel_inputs(albedo, normals, positions, mask, lights):
     raise ValueError(f"mask must have shape {albedo.shape[:3]}, got "
                      f"{mask.shape}")
   lights = lighting.check_lights(lights, albedo.shape[0])
-  _check_static_light_count(lights)
   return albedo, normals, positions, mask, lights
 
 
@@ -181,7 +182,8 @@ def phong_shade(albedo, normals, positions_mm, mask, lights: lighting.Lights,
   albedo, normals, positions_mm, mask, lights = check_pixel_inputs(
       albedo, normals, positions_mm, mask, lights)
   check_material(material)
-  if barycentrics_lib.check_backend(backend) == "op":
+  check_light_count(lights, barycentrics_lib.check_backend(backend))
+  if backend == "op":
     return shading_op.phong_shade(albedo, normals, positions_mm, mask, lights,
                                   material)
   return phong_shade_tf(albedo, normals, positions_mm, mask, lights, material)
@@ -239,10 +241,10 @@ def _phong(albedo, normals, positions_mm, light_positions, light_colors,
 def deferred_shading(clip_vertices, colors, normals, positions_mm, triangles,
                      triangle_ids, lights: lighting.Lights, material: Material,
                      backend: str = "tf") -> tf.Tensor:
-  """Barycentrics, interpolation and Phong shading in one step.
+  """Barycentrics, interpolation and Phong shading in one step, clipped.
 
-  Equal to ``phong_shade(interpolate(colors), interpolate(normals),
-  interpolate(positions_mm), mask=triangle_ids >= 0, ...)`` with the
+  Equal to ``clip(phong_shade(interpolate(colors), interpolate(normals),
+  interpolate(positions_mm), mask=triangle_ids >= 0, ...), 0, 1)`` with the
   barycentrics of :func:`compute_barycentrics`, without the intermediate
   images (the renderer's hot path; the "op" backend fuses it in one kernel).
 
@@ -258,9 +260,10 @@ def deferred_shading(clip_vertices, colors, normals, positions_mm, triangles,
     backend: "tf" or "op".
 
   Returns:
-    float32 ``[batch, height, width, 3]`` radiance, not clipped, 0 where
-    empty.  Gradients flow to the clip vertices (x, y, w), colours, normals,
-    positions and lights.
+    float32 ``[batch, height, width, 3]`` linear RGB in [0, 1] (radiance
+    clipped per channel as ``tf.clip_by_value``), 0 where empty.  Gradients
+    flow to the clip vertices (x, y, w), colours, normals, positions and
+    lights (not through clipped channels).
 
   Raises:
     ValueError: for badly shaped inputs, a bad material or unknown backend.
@@ -278,9 +281,9 @@ def deferred_shading(clip_vertices, colors, normals, positions_mm, triangles,
   triangles, triangle_ids = barycentrics_lib._check_triangles_and_ids(
       triangles, triangle_ids, clip_vertices.shape[0])
   lights = lighting.check_lights(lights, clip_vertices.shape[0])
-  _check_static_light_count(lights)
   check_material(material)
   backend = barycentrics_lib.check_backend(backend)
+  check_light_count(lights, backend)
   return deferred_shading_unchecked(clip_vertices, *per_vertex, triangles,
                                     triangle_ids, lights, material, backend)
 
@@ -305,11 +308,17 @@ def deferred_shading_unchecked(clip_vertices, colors, normals, positions_mm,
                     tf.gather(lights.positions_mm, batch_index),
                     tf.gather(lights.colors, batch_index),
                     tf.gather(lights.ambient, batch_index), material)
-  return tf.scatter_nd(where, radiance,
+  return tf.scatter_nd(where, tf.clip_by_value(radiance, 0.0, 1.0),
                        tf.concat([tf.shape(triangle_ids, tf.int64), [3]], 0))
 
 
-def _check_static_light_count(lights):
-  if lights.positions_mm.shape[1] is None:
+def check_light_count(lights, backend):
+  """The TF backend unrolls the lights; the op shades at most MAX_LIGHTS_OP."""
+  count = lights.positions_mm.shape[1]
+  if count is None:
     raise ValueError("lights.positions_mm must have a static light count, "
                      f"got shape {lights.positions_mm.shape}")
+  if backend == "op" and count > MAX_LIGHTS_OP:
+    raise ValueError(f"the op backend shades at most {MAX_LIGHTS_OP} lights, "
+                     f"got lights.positions_mm of shape "
+                     f"{lights.positions_mm.shape}")

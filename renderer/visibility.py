@@ -83,6 +83,9 @@ class Visibility(NamedTuple):
   mask: tf.Tensor
 
 
+# Plain Python around TensorFlow ops (tf.while_loop is explicit), so
+# AutoGraph has nothing to convert when this is called inside tf.function.
+@tf.autograph.experimental.do_not_convert
 def rasterize(clip_vertices, triangles, image_size: Sequence[int],
               backend: str = RendererConfig.backend,
               cull_backfaces: bool = False,

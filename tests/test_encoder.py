@@ -111,13 +111,15 @@ def _write_keras2_weights(model, path, rename=None):
     for layer in layers:
       name = rename(layer.name)
       group = f.create_group(name)
-      weight_names = [f"{name}/{v.path.split('/')[-1]}:0" for v in layer.weights]
+      weight_names = [
+          f"{name}/{v.path.split('/')[-1]}:0" for v in layer.weights
+      ]
       group.attrs["weight_names"] = np.array([w.encode() for w in weight_names])
       for weight_name, variable in zip(weight_names, layer.weights):
         group.create_dataset(weight_name, data=variable.numpy())
 
 
-# --- Where the weights come from ---------------------------------------------
+# --- Where the weights come from ----------------------------------------------
 
 
 def test_explicit_path_wins_and_must_exist(tmp_path):
@@ -263,7 +265,7 @@ def test_fixed_standardization_values():
       [-127.5 / 128, 0.0, 127.5 / 128])
 
 
-# --- The real 128-D weights -----------------------------------------------------
+# --- The real 128-D weights ---------------------------------------------------
 
 
 def test_real_weights_match_keras_loader_and_facenet_preprocessing(
@@ -315,7 +317,7 @@ def test_512d_variant_uses_fixed_standardization(tmp_path):
                              atol=1e-5)
 
 
-# --- Real photos ----------------------------------------------------------------
+# --- Real photos --------------------------------------------------------------
 
 
 def test_shifted_crops_of_a_photo_are_closer_than_other_people(
@@ -325,7 +327,10 @@ def test_shifted_crops_of_a_photo_are_closer_than_other_people(
   shifted_embeddings = facenet(tf.constant(shifted)).embeddings.numpy()
   np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0,
                              atol=1e-5)
-  distance = lambda a, b: np.sum((a - b)**2, axis=-1)  # pylint: disable=g-long-lambda
+
+  def distance(a, b):
+    return np.sum((a - b)**2, axis=-1)
+
   for i in range(len(crops)):
     others = embeddings[identities != identities[i]]
     assert distance(embeddings[i], shifted_embeddings[i]) < distance(
@@ -352,7 +357,7 @@ def test_identity_loss_with_facenet_embeddings(facenet, face_crops):
 
 def test_identity_and_loopback_train_the_decoder_through_facenet(
     facenet, face_crops):
-  """Real photos -> FaceNet -> decoder -> renderer -> FaceNet -> losses."""
+  """Photo features -> decoder -> renderer -> FaceNet -> losses -> decoder."""
   config = losses.LossConfig()
   face_model = morphable_model.TFMorphableModel(
       morphable_model.load_morphable_model("demo"))
@@ -361,53 +366,69 @@ def test_identity_and_loopback_train_the_decoder_through_facenet(
       face_model.texture_components)
   renderer_config = RendererConfig()
   crops, _, _ = face_crops
-  photos = tf.constant(crops[::4][:2])
   batch, views = 2, 2
+  # The photos' encoder outputs are constants (frozen encoder): computed once,
+  # as training's feature cache does.
+  photo = facenet(tf.constant(crops[::4][:batch]))
 
-  def step_losses(step):
-    first = regressor(photos)
-    shape = first[regressor_lib.SHAPE_COEFFICIENTS]
-    texture = first[regressor_lib.TEXTURE_COEFFICIENTS]
+  def predict_and_render():
+    first = regressor.decode(photo.features)
     renders = [
         render.render_coefficients(
-            face_model, shape, texture,
-            render.sample_poses(batch, [step, view], renderer_config),
-            render.sample_lights(batch, [step, view + 10], renderer_config),
-            renderer_config, background_seed=[step, view + 20]).images
+            face_model, first[regressor_lib.SHAPE_COEFFICIENTS],
+            first[regressor_lib.TEXTURE_COEFFICIENTS],
+            render.sample_poses(batch, [1, view], renderer_config),
+            render.sample_lights(batch, [2, view], renderer_config),
+            renderer_config, background_seed=[3, view]).images
         for view in range(views)
     ]
+    return first, renders
+
+  def identity_loss():
+    _, renders = predict_and_render()
     render_embeddings = facenet(tf.concat(renders, axis=0)).embeddings
     render_embeddings = tf.transpose(
         tf.reshape(render_embeddings, [views, batch, -1]), [1, 0, 2])
-    identity = losses.identity_loss(first[regressor_lib.EMBEDDINGS],
-                                    render_embeddings)
+    return losses.identity_loss(photo.embeddings, render_embeddings)
+
+  def loopback_loss():
+    first, renders = predict_and_render()
     loop = regressor(renders[0])
-    loopback = losses.loopback_loss(
-        shape, texture, loop[regressor_lib.SHAPE_COEFFICIENTS],
+    return losses.loopback_loss(
+        first[regressor_lib.SHAPE_COEFFICIENTS],
+        first[regressor_lib.TEXTURE_COEFFICIENTS],
+        loop[regressor_lib.SHAPE_COEFFICIENTS],
         loop[regressor_lib.TEXTURE_COEFFICIENTS],
         config.shape_parameter_weight, config.texture_parameter_weight)
-    return identity, loopback
 
-  with tf.GradientTape(persistent=True) as tape:
-    identity, loopback = step_losses(0)
+  # Non-persistent tapes only: each tape mode costs FaceNet a new trace.
   variables = regressor.trainable_variables
   assert len(variables) == 6
-  for value in (identity, loopback):
-    for variable, gradient in zip(variables, tape.gradient(value, variables)):
-      assert gradient is not None, variable.path
-      gradient = gradient.numpy()
-      assert np.all(np.isfinite(gradient)) and np.abs(gradient).max() > 0
-    assert all(
-        g is None for g in tape.gradient(value, facenet.non_trainable_weights))
-  del tape
-
-  # The same views every step: the identity loss must go down.
   optimizer = keras.optimizers.Adam(1e-3)
   values = []
-  for _ in range(4):
+  for step in range(3):
     with tf.GradientTape() as tape:
-      identity, _ = step_losses(0)
-    optimizer.apply_gradients(
-        zip(tape.gradient(identity, variables), variables))
+      identity = identity_loss()
+    gradients = tape.gradient(identity, variables + facenet.weights)
+    if step == 0:
+      _check_decoder_only_gradients(variables, gradients)
+    optimizer.apply_gradients(zip(gradients[:len(variables)], variables))
     values.append(float(identity))
+  # Identity loss alone, the same views every step: it must go down.
   assert values[-1] < values[0], values
+
+  with tf.GradientTape() as tape:
+    loopback = loopback_loss()
+  _check_decoder_only_gradients(
+      variables, tape.gradient(loopback, variables + facenet.weights))
+
+
+def _check_decoder_only_gradients(decoder_variables, gradients):
+  """Finite, non-zero gradients on every decoder variable, None on FaceNet."""
+  count = len(decoder_variables)
+  for variable, gradient in zip(decoder_variables, gradients[:count]):
+    assert gradient is not None, variable.path
+    gradient = gradient.numpy()
+    assert np.all(np.isfinite(gradient)), variable.path
+    assert np.abs(gradient).max() > 0, variable.path
+  assert len(gradients) > count and all(g is None for g in gradients[count:])

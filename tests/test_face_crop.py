@@ -120,8 +120,10 @@ def test_all_faces_in_a_two_person_image(photos, cropper):
   left = _load(next(r.path for r in val if r.identity == "mindy_kaling"))
   right = _load(next(r.path for r in val if r.identity == "madonna"))
   height = max(left.shape[0], right.shape[0])
-  pad = lambda im: np.pad(im, ((0, height - im.shape[0]), (0, 0), (0, 0)))  # pylint: disable=g-long-lambda
-  both = np.concatenate([pad(left), pad(right)], axis=1)
+  both = np.concatenate([
+      np.pad(im, ((0, height - im.shape[0]), (0, 0), (0, 0)))
+      for im in (left, right)
+  ], axis=1)
   faces = cropper.crop_faces(both, all_faces=True)
   assert len(faces) == 2
   centres = sorted((f.box[0] + f.box[2]) / 2 for f in faces)

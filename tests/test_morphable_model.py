@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from unsup3dmm.model import landmarks as landmarks_lib
 from unsup3dmm.model import morphable_model as mm
+from unsup3dmm.model.config import ModelConfig
 
 
 def _h5(path, name):
@@ -211,6 +212,13 @@ def test_landmark_mapping_file(tiny_bfm_file, tmp_path):
   expected[8], expected[30] = 47, 55
   np.testing.assert_array_equal(model.landmark_ids, expected)
   assert model.landmark_ids.dtype == np.int32
+  config = ModelConfig(morphable_model=tiny_bfm_file, shape_components=4,
+                       landmarks_path=str(mapping))
+  from_config = mm.load_from_config(config)
+  assert from_config.shape_components == 4
+  np.testing.assert_array_equal(from_config.landmark_ids, expected)
+  assert mm.load_from_config(
+      dataclasses.replace(config, landmarks_path="")).landmark_ids is None
 
 
 @pytest.mark.parametrize("text,message", [

@@ -2,6 +2,7 @@
 
 The real FaceNet regressor is exercised in test_encoder.py.
 """
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -125,17 +126,16 @@ def test_regressor_runs_in_tf_function_with_gradient_to_images():
 
 
 def test_errors():
+  trainable = keras.layers.Dense(8)
+  trainable.build((None, 4))
   with pytest.raises(ValueError, match="frozen encoder"):
-    trainable = encoder_lib.TinyTestEncoder()
-    trainable.trainable = True
-    trainable._feature_projection.trainable = True  # pylint: disable=protected-access
     regressor_lib.Regressor(trainable, 3, 3, 8, 1e-3)
   with pytest.raises(ValueError, match="shape_components"):
     _regressor(shape_components=0)
   with pytest.raises(ValueError, match="output_init_stddev"):
     _regressor(decoder_output_init_stddev=0.0)
   regressor = _regressor()
-  with pytest.raises(ValueError, match=r"features: expected shape \[batch, 64\]"):
+  with pytest.raises(ValueError, match=r"features: expected .*\[batch, 64\]"):
     regressor.decode(np.zeros([2, 65], np.float32))
   with pytest.raises(ValueError, match=r"images: expected shape"):
     regressor(tf.zeros([2, 128, 128, 3]))

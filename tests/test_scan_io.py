@@ -144,8 +144,9 @@ def test_read_scan_errors_name_the_file(tmp_path):
   broken.write_text("#VRML V2.0 utf8\nShape { geometry [ }")
   with pytest.raises(ValueError, match=r"broken\.wrl"):
     scan_io.read_scan(str(broken))
-  with pytest.raises(FileNotFoundError):
-    scan_io.read_scan(str(tmp_path / "missing.wrl"))
+  for name in ("missing.wrl", "missing.obj", "missing.ply"):
+    with pytest.raises(ValueError, match="missing"):
+      scan_io.read_scan(str(tmp_path / name))
 
 
 @pytest.mark.parametrize("extension", [".obj", ".ply"])

@@ -41,7 +41,9 @@ class ServingModule(tf.Module):
     super().__init__(name="unsup3dmm_serving")
     self.regressor = regressor
     self.morphable_model = tf_morphable_model
-    self.triangles = tf.constant(tf_morphable_model.triangles, tf.int32)
+    # A variable, so that the loaded SavedModel exposes it as an attribute.
+    self.triangles = tf.Variable(tf_morphable_model.triangles, trainable=False,
+                                 dtype=tf.int32, name="triangles")
     height, width = image_size
     self.serve = tf.function(
         self._serve,

@@ -174,8 +174,14 @@ class Trainer:
                               bank_shape=self.bank.shape_coefficients,
                               bank_texture=self.bank.texture_coefficients)
     self.checkpoint = tf.train.Checkpoint(**checkpoint_items)
+    # Under MultiWorkerMirroredStrategy every worker must save (the save is
+    # collective); only the chief writes into model_dir.
+    self.checkpoint_dir = model_dir if self.chief else os.path.join(
+        model_dir, "workers",
+        f"worker_{self.strategy.cluster_resolver.task_id}")
     self.manager = tf.train.CheckpointManager(
-        self.checkpoint, model_dir, max_to_keep=t.checkpoints_to_keep)
+        self.checkpoint, self.checkpoint_dir,
+        max_to_keep=t.checkpoints_to_keep)
     self.real = None
     self._real_iterator = None
     self._compiled = {}
@@ -184,8 +190,11 @@ class Trainer:
   # ---------------------------------------------------------------- set-up
 
   def restore(self) -> int:
-    """Restores the latest checkpoint, if any; returns the step."""
-    latest = self.manager.latest_checkpoint
+    """Restores the latest checkpoint of model_dir, if any; returns the step.
+
+    Every worker restores the chief's checkpoint.
+    """
+    latest = tf.train.latest_checkpoint(self.model_dir)
     if latest:
       try:
         self.checkpoint.restore(latest).expect_partial()
@@ -202,9 +211,6 @@ class Trainer:
     """Synthetic bank and real photos, for the steps still to run."""
     t = self.cfg.training
     step = int(self.step.numpy())
-    if self.bank is not None and int(self.bank_round.numpy()) < 0:
-      self.bank.build()
-      self.bank_round.assign(0)
     if t.stage2_steps and step < self.total_steps:
       self.real = real_data.prepare_real_faces(
           t.real_images, t.real_images_are_crops, self.cache_dir,
@@ -224,6 +230,9 @@ class Trainer:
                                         crop_size=self.cfg.renderer
                                         .image_size[0]).skip(done)
         self._real_iterator = iter(dataset)
+    if self.bank is not None and int(self.bank_round.numpy()) < 0:
+      self.bank.build()
+      self.bank_round.assign(0)
 
   # ----------------------------------------------------------------- steps
 
@@ -421,12 +430,10 @@ class Trainer:
         self.save_checkpoint()
     if last is not None or not self.manager.latest_checkpoint:
       self.save_checkpoint()
-    if self.chief:
-      path = export_lib.export_saved_model(self.regressor,
-                                           self.morphable_model,
-                                           self.model_dir,
-                                           tuple(self.cfg.renderer.image_size))
-      logging.info("Exported SavedModel to %s", path)
+    path = export_lib.export_saved_model(self.regressor, self.morphable_model,
+                                         self.checkpoint_dir,
+                                         tuple(self.cfg.renderer.image_size))
+    logging.info("Exported SavedModel to %s", path)
     if self.writer is not None:
       self.writer.flush()
     return last
@@ -463,7 +470,7 @@ def train(cfg: config_lib.Config, model_dir: str) -> Optional[StepResult]:
 def export_only(cfg: config_lib.Config, model_dir: str) -> str:
   """Exports the latest checkpoint of ``model_dir`` as a SavedModel."""
   trainer = Trainer(cfg, model_dir)
-  if not trainer.manager.latest_checkpoint:
+  if not tf.train.latest_checkpoint(model_dir):
     raise TrainingError(f"--export_only: no checkpoint in {model_dir!r} to "
                         "export; train first")
   trainer.restore()

@@ -6,14 +6,16 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <memory>
+#include <functional>
+#include <utility>
+#include <vector>
 
 #include "rasterize_triangles_impl.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/framework/tensor.h"
-#include "tensorflow/core/lib/core/threadpool.h"
+#include "tensorflow/core/util/work_sharder.h"
 
 namespace unsup3dmm {
 namespace {
@@ -28,8 +30,8 @@ using ::tensorflow::shape_inference::DimensionHandle;
 using ::tensorflow::shape_inference::InferenceContext;
 using ::tensorflow::shape_inference::ShapeHandle;
 
-// Rough cost of one (image, band of rows) work unit, in CPU cycles, for the
-// thread pool's work splitting: the per-triangle set-up dominates.
+// Rough costs in CPU cycles, for the thread pool's work splitting.
+constexpr int64_t kCyclesPerVertex = 20;
 constexpr int64_t kCyclesPerTriangle = 40;
 constexpr int64_t kCyclesPerPixel = 10;
 
@@ -139,46 +141,85 @@ class RasterizeTrianglesOp : public OpKernel {
     float* depth_data = depth->flat<float>().data();
     const int64_t pixels = static_cast<int64_t>(image_height_) * image_width_;
 
-    // With fewer images than threads, split each image into bands of rows so
-    // that every thread has work; bands share nothing but the read-only mesh.
-    tensorflow::thread::ThreadPool* pool =
-        context->device()->tensorflow_cpu_worker_threads()->workers;
-    const int64_t threads = std::max(1, pool->NumThreads());
-    const int64_t bands =
-        batch >= threads
-            ? 1
-            : std::min<int64_t>(image_height_, (threads + batch - 1) / batch);
-    const int64_t cost_per_unit =
-        kCyclesPerTriangle * triangle_count + kCyclesPerPixel * pixels / bands;
+    const auto& workers = *context->device()->tensorflow_cpu_worker_threads();
+    const int64_t threads = std::max(1, workers.num_threads);
+    const auto shard = [&workers](int64_t total, int64_t cost_per_unit,
+                                  std::function<void(int64_t, int64_t)> work) {
+      tensorflow::Shard(workers.num_threads, workers.workers, total,
+                        cost_per_unit, std::move(work));
+    };
     const int image_height = image_height_;
     const int image_width = image_width_;
     const bool cull_backfaces = cull_backfaces_;
+    const int64_t prepared_size = kPreparedStride * vertex_count;
 
-    pool->ParallelFor(
-        batch * bands, cost_per_unit, [&](int64_t begin, int64_t end) {
-          std::unique_ptr<float[]> box(
-              new float[kPreparedStride * vertex_count]);
-          std::unique_ptr<float[]> homogeneous(
-              new float[kPreparedStride * vertex_count]);
-          int64_t prepared_image = -1;
+    if (batch >= threads) {
+      // One image per work unit; vertex buffers are reused per thread.
+      shard(
+          batch, kCyclesPerVertex * vertex_count +
+                     kCyclesPerTriangle * triangle_count +
+                     kCyclesPerPixel * pixels,
+          [&](int64_t begin, int64_t end) {
+            thread_local std::vector<float> box, homogeneous;
+            box.resize(prepared_size);
+            homogeneous.resize(prepared_size);
+            for (int64_t image = begin; image < end; ++image) {
+              PrepareVertices(vertex_data + image * vertex_count * 4,
+                              vertex_count, image_height, image_width,
+                              box.data(), homogeneous.data());
+              RasterizeTriangleRows(box.data(), homogeneous.data(),
+                                    triangle_data, triangle_count,
+                                    image_height, image_width, cull_backfaces,
+                                    0, image_height, id_data + image * pixels,
+                                    depth_data + image * pixels);
+            }
+          });
+      return;
+    }
+
+    // Fewer images than threads: prepare every image's vertices once, split
+    // over vertex ranges, then rasterise bands of rows so that every thread
+    // has work.  Bands share only the read-only prepared vertices.
+    Tensor box_tensor, homogeneous_tensor;
+    const TensorShape prepared_shape({batch, vertex_count, kPreparedStride});
+    OP_REQUIRES_OK(context, context->allocate_temp(tensorflow::DT_FLOAT,
+                                                   prepared_shape, &box_tensor));
+    OP_REQUIRES_OK(context,
+                   context->allocate_temp(tensorflow::DT_FLOAT, prepared_shape,
+                                          &homogeneous_tensor));
+    float* box = box_tensor.flat<float>().data();
+    float* homogeneous = homogeneous_tensor.flat<float>().data();
+    shard(
+        batch * vertex_count, kCyclesPerVertex,
+        [&](int64_t begin, int64_t end) {
+          while (begin < end) {  // the range may span several images
+            const int64_t first = begin % vertex_count;
+            const int64_t count =
+                std::min(end - begin, vertex_count - first);
+            PrepareVertices(vertex_data + begin * 4, count, image_height,
+                            image_width, box + begin * kPreparedStride,
+                            homogeneous + begin * kPreparedStride);
+            begin += count;
+          }
+        });
+    const int64_t bands =
+        std::min<int64_t>(image_height, (threads + batch - 1) / batch);
+    shard(
+        batch * bands,
+        kCyclesPerTriangle * triangle_count + kCyclesPerPixel * pixels / bands,
+        [&](int64_t begin, int64_t end) {
           for (int64_t unit = begin; unit < end; ++unit) {
             const int64_t image = unit / bands;
             const int64_t band = unit % bands;
-            if (image != prepared_image) {
-              PrepareVertices(vertex_data + image * vertex_count * 4,
-                              vertex_count, image_height, image_width,
-                              box.get(), homogeneous.get());
-              prepared_image = image;
-            }
-            const int row_begin =
-                static_cast<int>(band * image_height / bands);
+            const int row_begin = static_cast<int>(band * image_height / bands);
             const int row_end =
                 static_cast<int>((band + 1) * image_height / bands);
-            RasterizeTriangleRows(box.get(), homogeneous.get(),
-                                  triangle_data, triangle_count, image_height,
-                                  image_width, cull_backfaces, row_begin,
-                                  row_end, id_data + image * pixels,
-                                  depth_data + image * pixels);
+            RasterizeTriangleRows(
+                box + image * prepared_size,
+                homogeneous + image * prepared_size, triangle_data,
+                triangle_count, image_height, image_width, cull_backfaces,
+                row_begin, row_end, id_data + image * pixels,
+                depth_data + image * pixels);
           }
         });
   }

@@ -9,13 +9,15 @@ namespace unsup3dmm {
 namespace {
 
 // Offsets d_k = (x_k - w_k p_x, y_k - w_k p_y) of a triangle's vertices from
-// the pixel centre p (clip x, y, w of vertex k), in double.
-inline void LoadOffsets(const float* clip_vertices, const int32_t* triangle,
+// the pixel centre p, in double.  Vertex v's clip x, y and w are at
+// vertices[kStride * v + {0, 1, kW}].
+template <int kStride, int kW>
+inline void LoadOffsets(const float* vertices, const int32_t* triangle,
                         const double p[2], double d[3][2]) {
   for (int k = 0; k < 3; ++k) {
-    const float* c = clip_vertices + 4 * static_cast<int64_t>(triangle[k]);
-    d[k][0] = c[0] - static_cast<double>(c[3]) * p[0];
-    d[k][1] = c[1] - static_cast<double>(c[3]) * p[1];
+    const float* c = vertices + kStride * static_cast<int64_t>(triangle[k]);
+    d[k][0] = c[0] - static_cast<double>(c[kW]) * p[0];
+    d[k][1] = c[1] - static_cast<double>(c[kW]) * p[1];
   }
 }
 
@@ -119,22 +121,26 @@ struct PixelBarycentrics {
   float b[3];
 };
 
-inline void ComputePixelBarycentrics(const float* clip_vertices,
+// Clip x, y, w at vertices[kStride * v + {0, 1, kW}] (see LoadOffsets).
+template <int kStride, int kW>
+inline void ComputePixelBarycentrics(const float* vertices,
                                      const int32_t* triangle, int64_t pixel,
                                      int height, int width,
                                      PixelBarycentrics* out) {
   PixelCenter(pixel, height, width, out->p);
-  LoadOffsets(clip_vertices, triangle, out->p, out->d);
+  LoadOffsets<kStride, kW>(vertices, triangle, out->p, out->d);
   EdgeFunctions(out->d, out->e, &out->total, &out->guarded);
   for (int k = 0; k < 3; ++k) {
     out->b[k] = static_cast<float>(out->e[k] / out->total);
   }
 }
 
-// Adds the gradient of the clip vertices (x, y, w) given that of b.
+// Adds the gradient of the clip x, y, w (laid out as in LoadOffsets) given
+// that of b.
+template <int kStride, int kW>
 inline void PixelBarycentricsGrad(const PixelBarycentrics& px,
                                   const int32_t* triangle, const float grad[3],
-                                  float* grad_clip_vertices) {
+                                  float* grad_vertices) {
   // b_k = e_k / total: d b_k / d e_j = (delta_kj - b_k [not guarded]) / total.
   double weighted = 0.0;
   if (!px.guarded) {
@@ -147,37 +153,52 @@ inline void PixelBarycentricsGrad(const PixelBarycentrics& px,
     // e_j = d_a.x d_b.y - d_a.y d_b.x with d = (x - w p_x, y - w p_y).
     const double grad_da[2] = {grad_edge * px.d[b][1], -grad_edge * px.d[b][0]};
     const double grad_db[2] = {-grad_edge * px.d[a][1], grad_edge * px.d[a][0]};
-    float* out_a = grad_clip_vertices + 4 * static_cast<int64_t>(triangle[a]);
-    float* out_b = grad_clip_vertices + 4 * static_cast<int64_t>(triangle[b]);
+    float* out_a = grad_vertices + kStride * static_cast<int64_t>(triangle[a]);
+    float* out_b = grad_vertices + kStride * static_cast<int64_t>(triangle[b]);
     out_a[0] += static_cast<float>(grad_da[0]);
     out_a[1] += static_cast<float>(grad_da[1]);
-    out_a[3] -= static_cast<float>(grad_da[0] * px.p[0] + grad_da[1] * px.p[1]);
+    out_a[kW] -=
+        static_cast<float>(grad_da[0] * px.p[0] + grad_da[1] * px.p[1]);
     out_b[0] += static_cast<float>(grad_db[0]);
     out_b[1] += static_cast<float>(grad_db[1]);
-    out_b[3] -= static_cast<float>(grad_db[0] * px.p[0] + grad_db[1] * px.p[1]);
+    out_b[kW] -=
+        static_cast<float>(grad_db[0] * px.p[0] + grad_db[1] * px.p[1]);
   }
 }
 
-// Interpolation of a 3-channel per-vertex attribute.
+// Interpolation of a 3-channel attribute at attributes[kStride * v + {0..2}].
+template <int kStride>
 inline Vec3 Interpolate3(const float* attributes, const int32_t* triangle,
                          const float b[3]) {
-  const Vec3 a0 = Load(attributes + 3 * static_cast<int64_t>(triangle[0]));
-  const Vec3 a1 = Load(attributes + 3 * static_cast<int64_t>(triangle[1]));
-  const Vec3 a2 = Load(attributes + 3 * static_cast<int64_t>(triangle[2]));
+  const Vec3 a0 =
+      Load(attributes + kStride * static_cast<int64_t>(triangle[0]));
+  const Vec3 a1 =
+      Load(attributes + kStride * static_cast<int64_t>(triangle[1]));
+  const Vec3 a2 =
+      Load(attributes + kStride * static_cast<int64_t>(triangle[2]));
   return b[0] * a0 + b[1] * a1 + b[2] * a2;
 }
 
 // Adds b_k * grad to the attribute rows of the triangle's vertices and
-// grad . attribute_k to grad_b[k].
+// grad . attribute_k to grad_b[k] (layout as Interpolate3).
+template <int kStride>
 inline void Interpolate3Grad(const float* attributes, const int32_t* triangle,
                              const float b[3], const Vec3& grad,
                              float* grad_attributes, float grad_b[3]) {
   for (int k = 0; k < 3; ++k) {
-    const int64_t row = 3 * static_cast<int64_t>(triangle[k]);
+    const int64_t row = kStride * static_cast<int64_t>(triangle[k]);
     grad_b[k] += Dot(grad, Load(attributes + row));
     AddTo(b[k] * grad, grad_attributes + row);
   }
 }
+
+// Packed per-vertex record of the fused pass: one 64-byte cache line holding
+// clip x, y, w, colour, normal and position (so a pixel touches three lines).
+constexpr int kPackedStride = kPackedFloatsPerVertex;
+constexpr int kPackedW = 2;
+constexpr int kPackedColor = 3;
+constexpr int kPackedNormal = 6;
+constexpr int kPackedPosition = 9;
 
 // Phong radiance of one surface point (formula in renderer/shading.py).
 inline Vec3 ShadePixel(const Vec3& kd, const Vec3& normal,
@@ -205,62 +226,91 @@ inline Vec3 ShadePixel(const Vec3& kd, const Vec3& normal,
   return total;
 }
 
-// Backward of ShadePixel: writes the gradients of kd, normal and position,
-// adds those of the lights (grad_light_positions, grad_light_colors:
-// [light_count, 3]; grad_ambient: [3]).
+// Per-light quantities of ShadePixelGrad.
+struct LightTerms {
+  Normalized to_light;
+  float cosine;  // n . l, the light counts only when > 0
+  Vec3 reflected;
+  float alignment;  // reflected . view
+  float highlight;  // max(alignment, eps)^shininess, or 0
+};
+
+// Backward of ShadePixel (of its value clipped to [0, 1] per channel when
+// clip is set: as tf.clip_by_value, the gradient passes where 0 <= value <= 1):
+// writes the gradients of kd, normal and position, adds those of the lights
+// (grad_light_positions, grad_light_colors: [light_count, 3]; grad_ambient:
+// [3]).  lights.light_count <= kMaxLights.
 inline void ShadePixelGrad(const Vec3& kd, const Vec3& normal,
                            const Vec3& position, const Lights& lights,
-                           const Material& material, const Vec3& grad,
-                           Vec3* grad_kd_out, Vec3* grad_normal_out,
-                           Vec3* grad_position_out,
+                           const Material& material, bool clip,
+                           Vec3 grad, Vec3* grad_kd_out,
+                           Vec3* grad_normal_out, Vec3* grad_position_out,
                            float* grad_light_positions,
                            float* grad_light_colors, float* grad_ambient) {
   const float shininess = material.shininess;
   const Normalized n = Normalize(normal);
   const Normalized view = Normalize(-position);
   const float ks = SpecularAlbedo(kd, material);
+  const Vec3 ambient = Load(lights.ambient);
 
-  Vec3 grad_kd = grad * Load(lights.ambient);
+  // Forward quantities (and the value, for the clip).
+  LightTerms terms[kMaxLights];
+  Vec3 total = kd * ambient;
+  for (int l = 0; l < lights.light_count; ++l) {
+    LightTerms& t = terms[l];
+    t.to_light = Normalize(Load(lights.positions + 3 * l) - position);
+    t.cosine = Dot(n.unit, t.to_light.unit);
+    if (!(t.cosine > 0.0f)) continue;
+    t.reflected = 2.0f * t.cosine * n.unit - t.to_light.unit;
+    t.alignment = Dot(t.reflected, view.unit);
+    t.highlight =
+        t.alignment > 0.0f
+            ? std::pow(std::max(t.alignment, kNormalizeEpsilon), shininess)
+            : 0.0f;
+    const float specular = ks * t.highlight;
+    total = total + Load(lights.colors + 3 * l) *
+                        (t.cosine * kd + Vec3{specular, specular, specular});
+  }
+  if (clip) {
+    grad.x = (total.x >= 0.0f && total.x <= 1.0f) ? grad.x : 0.0f;
+    grad.y = (total.y >= 0.0f && total.y <= 1.0f) ? grad.y : 0.0f;
+    grad.z = (total.z >= 0.0f && total.z <= 1.0f) ? grad.z : 0.0f;
+  }
+
+  Vec3 grad_kd = grad * ambient;
   AddTo(grad * kd, grad_ambient);
   Vec3 grad_n = {0.0f, 0.0f, 0.0f};
   Vec3 grad_view = {0.0f, 0.0f, 0.0f};
   Vec3 grad_position = {0.0f, 0.0f, 0.0f};
   float grad_ks = 0.0f;
   for (int l = 0; l < lights.light_count; ++l) {
-    const Vec3 color = Load(lights.colors + 3 * l);
-    const Normalized to_light =
-        Normalize(Load(lights.positions + 3 * l) - position);
-    const Vec3& light = to_light.unit;
-    const float cosine = Dot(n.unit, light);
-    if (!(cosine > 0.0f)) continue;
-    const Vec3 reflected = 2.0f * cosine * n.unit - light;
-    const float alignment = Dot(reflected, view.unit);
-    const bool shiny = alignment > 0.0f;
-    const float base = std::max(alignment, kNormalizeEpsilon);
-    const float highlight = shiny ? std::pow(base, shininess) : 0.0f;
+    const LightTerms& t = terms[l];
+    if (!(t.cosine > 0.0f)) continue;
+    const Vec3& light = t.to_light.unit;
     // radiance += color * (cosine * kd + ks * highlight), per channel.
-    const Vec3 grad_color = grad * color;
-    grad_kd = grad_kd + cosine * grad_color;
-    AddTo(cosine * (grad * kd) + (ks * highlight) * grad,
+    const Vec3 grad_color = grad * Load(lights.colors + 3 * l);
+    grad_kd = grad_kd + t.cosine * grad_color;
+    AddTo(t.cosine * (grad * kd) + (ks * t.highlight) * grad,
           grad_light_colors + 3 * l);
     float grad_cosine = Dot(grad_color, kd);
     const float grad_color_sum = Sum(grad_color);
-    grad_ks += grad_color_sum * highlight;
-    // d highlight / d alignment (0 below the floor, as tf.maximum's).
+    grad_ks += grad_color_sum * t.highlight;
+    // d highlight / d alignment = shininess * highlight / alignment (0 below
+    // the floor, as tf.maximum's gradient).
     const float grad_alignment =
-        (shiny && alignment >= kNormalizeEpsilon)
-            ? grad_color_sum * ks * shininess * std::pow(base, shininess - 1.0f)
+        (t.alignment > 0.0f && t.alignment >= kNormalizeEpsilon)
+            ? grad_color_sum * ks * shininess * (t.highlight / t.alignment)
             : 0.0f;
     // alignment = reflected . view, reflected = 2 cosine n - light.
     const Vec3 grad_reflected = grad_alignment * view.unit;
-    grad_view = grad_view + grad_alignment * reflected;
+    grad_view = grad_view + grad_alignment * t.reflected;
     grad_cosine += 2.0f * Dot(grad_reflected, n.unit);
-    grad_n = grad_n + (2.0f * cosine) * grad_reflected;
+    grad_n = grad_n + (2.0f * t.cosine) * grad_reflected;
     // cosine = n . light.
     grad_n = grad_n + grad_cosine * light;
     const Vec3 grad_light = grad_cosine * n.unit - grad_reflected;
     // light = normalize(light_position - position).
-    const Vec3 grad_offset = NormalizeGrad(to_light, grad_light);
+    const Vec3 grad_offset = NormalizeGrad(t.to_light, grad_light);
     AddTo(grad_offset, grad_light_positions + 3 * l);
     grad_position = grad_position - grad_offset;
   }
@@ -271,6 +321,12 @@ inline void ShadePixelGrad(const Vec3& kd, const Vec3& normal,
   // view = normalize(-position).
   *grad_position_out = grad_position - NormalizeGrad(view, grad_view);
   *grad_normal_out = NormalizeGrad(n, grad_n);
+}
+
+inline Vec3 Clip01(const Vec3& v) {
+  return {std::min(std::max(v.x, 0.0f), 1.0f),
+          std::min(std::max(v.y, 0.0f), 1.0f),
+          std::min(std::max(v.z, 0.0f), 1.0f)};
 }
 
 inline bool IsZero(const float* v, int count) {
@@ -293,9 +349,9 @@ void ComputeBarycentrics(const float* clip_vertices, const int32_t* triangles,
       continue;
     }
     PixelBarycentrics px;
-    ComputePixelBarycentrics(clip_vertices,
-                             triangles + 3 * static_cast<int64_t>(id), pixel,
-                             height, width, &px);
+    ComputePixelBarycentrics<4, 3>(clip_vertices,
+                                   triangles + 3 * static_cast<int64_t>(id),
+                                   pixel, height, width, &px);
     for (int k = 0; k < 3; ++k) out[k] = px.b[k];
   }
 }
@@ -311,9 +367,9 @@ void BarycentricsGrad(const float* clip_vertices, const int32_t* triangles,
     if (id < 0 || IsZero(grad, 3)) continue;
     const int32_t* triangle = triangles + 3 * static_cast<int64_t>(id);
     PixelBarycentrics px;
-    ComputePixelBarycentrics(clip_vertices, triangle, pixel, height, width,
-                             &px);
-    PixelBarycentricsGrad(px, triangle, grad, grad_clip_vertices);
+    ComputePixelBarycentrics<4, 3>(clip_vertices, triangle, pixel, height,
+                                   width, &px);
+    PixelBarycentricsGrad<4, 3>(px, triangle, grad, grad_clip_vertices);
   }
 }
 
@@ -460,7 +516,8 @@ void PhongShadeGrad(const float* albedo, const float* normals,
     if (mask[pixel] != 0.0f && !(grad.x == 0.0f && grad.y == 0.0f &&
                                  grad.z == 0.0f)) {
       ShadePixelGrad(Load(albedo + 3 * pixel), Load(normals + 3 * pixel),
-                     Load(positions + 3 * pixel), lights, material, grad,
+                     Load(positions + 3 * pixel), lights, material,
+                     /*clip=*/false, grad,
                      &grad_kd, &grad_normal, &grad_position,
                      grad_light_positions, grad_light_colors, grad_ambient);
     }
@@ -470,7 +527,24 @@ void PhongShadeGrad(const float* albedo, const float* normals,
   }
 }
 
-void DeferredShading(const MeshAttributes& mesh, const int32_t* triangles,
+void PackVertices(const MeshAttributes& mesh, int64_t vertex_count,
+                  float* packed) {
+  for (int64_t v = 0; v < vertex_count; ++v) {
+    float* out = packed + kPackedStride * v;
+    const float* clip = mesh.clip_vertices + 4 * v;
+    out[0] = clip[0];
+    out[1] = clip[1];
+    out[kPackedW] = clip[3];
+    for (int c = 0; c < 3; ++c) {
+      out[kPackedColor + c] = mesh.colors[3 * v + c];
+      out[kPackedNormal + c] = mesh.normals[3 * v + c];
+      out[kPackedPosition + c] = mesh.positions[3 * v + c];
+    }
+    std::fill(out + kPackedPosition + 3, out + kPackedStride, 0.0f);
+  }
+}
+
+void DeferredShading(const float* packed, const int32_t* triangles,
                      const int32_t* triangle_ids, int height, int width,
                      const Lights& lights, const Material& material,
                      int64_t begin, int64_t end, float* radiance) {
@@ -480,21 +554,23 @@ void DeferredShading(const MeshAttributes& mesh, const int32_t* triangles,
     if (id >= 0) {
       const int32_t* triangle = triangles + 3 * static_cast<int64_t>(id);
       PixelBarycentrics px;
-      ComputePixelBarycentrics(mesh.clip_vertices, triangle, pixel, height,
-                               width, &px);
-      value = ShadePixel(Interpolate3(mesh.colors, triangle, px.b),
-                         Interpolate3(mesh.normals, triangle, px.b),
-                         Interpolate3(mesh.positions, triangle, px.b), lights,
-                         material);
+      ComputePixelBarycentrics<kPackedStride, kPackedW>(
+          packed, triangle, pixel, height, width, &px);
+      value = Clip01(ShadePixel(
+          Interpolate3<kPackedStride>(packed + kPackedColor, triangle, px.b),
+          Interpolate3<kPackedStride>(packed + kPackedNormal, triangle, px.b),
+          Interpolate3<kPackedStride>(packed + kPackedPosition, triangle,
+                                      px.b),
+          lights, material));
     }
     Store(value, radiance + 3 * pixel);
   }
 }
 
-void DeferredShadingGrad(const MeshAttributes& mesh, const int32_t* triangles,
+void DeferredShadingGrad(const float* packed, const int32_t* triangles,
                          const int32_t* triangle_ids, int height, int width,
                          const Lights& lights, const Material& material,
-                         const float* grad_radiance, const MeshGradients& grads,
+                         const float* grad_radiance, float* grad_packed,
                          float* grad_light_positions, float* grad_light_colors,
                          float* grad_ambient) {
   const int64_t pixels = static_cast<int64_t>(height) * width;
@@ -504,23 +580,45 @@ void DeferredShadingGrad(const MeshAttributes& mesh, const int32_t* triangles,
     if (id < 0 || IsZero(grad, 3)) continue;
     const int32_t* triangle = triangles + 3 * static_cast<int64_t>(id);
     PixelBarycentrics px;
-    ComputePixelBarycentrics(mesh.clip_vertices, triangle, pixel, height, width,
-                             &px);
+    ComputePixelBarycentrics<kPackedStride, kPackedW>(packed, triangle, pixel,
+                                                      height, width, &px);
     Vec3 grad_kd, grad_normal, grad_position;
-    ShadePixelGrad(Interpolate3(mesh.colors, triangle, px.b),
-                   Interpolate3(mesh.normals, triangle, px.b),
-                   Interpolate3(mesh.positions, triangle, px.b), lights,
-                   material, Load(grad), &grad_kd, &grad_normal,
-                   &grad_position, grad_light_positions, grad_light_colors,
-                   grad_ambient);
+    ShadePixelGrad(
+        Interpolate3<kPackedStride>(packed + kPackedColor, triangle, px.b),
+        Interpolate3<kPackedStride>(packed + kPackedNormal, triangle, px.b),
+        Interpolate3<kPackedStride>(packed + kPackedPosition, triangle, px.b),
+        lights, material, /*clip=*/true, Load(grad), &grad_kd, &grad_normal,
+        &grad_position,
+        grad_light_positions, grad_light_colors, grad_ambient);
     float grad_b[3] = {0.0f, 0.0f, 0.0f};
-    Interpolate3Grad(mesh.colors, triangle, px.b, grad_kd, grads.colors,
-                     grad_b);
-    Interpolate3Grad(mesh.normals, triangle, px.b, grad_normal, grads.normals,
-                     grad_b);
-    Interpolate3Grad(mesh.positions, triangle, px.b, grad_position,
-                     grads.positions, grad_b);
-    PixelBarycentricsGrad(px, triangle, grad_b, grads.clip_vertices);
+    Interpolate3Grad<kPackedStride>(packed + kPackedColor, triangle, px.b,
+                                    grad_kd, grad_packed + kPackedColor,
+                                    grad_b);
+    Interpolate3Grad<kPackedStride>(packed + kPackedNormal, triangle, px.b,
+                                    grad_normal, grad_packed + kPackedNormal,
+                                    grad_b);
+    Interpolate3Grad<kPackedStride>(packed + kPackedPosition, triangle, px.b,
+                                    grad_position,
+                                    grad_packed + kPackedPosition, grad_b);
+    PixelBarycentricsGrad<kPackedStride, kPackedW>(px, triangle, grad_b,
+                                                   grad_packed);
+  }
+}
+
+void UnpackGradients(const float* grad_packed, int64_t vertex_count,
+                     const MeshGradients& grads) {
+  for (int64_t v = 0; v < vertex_count; ++v) {
+    const float* in = grad_packed + kPackedStride * v;
+    float* clip = grads.clip_vertices + 4 * v;
+    clip[0] = in[0];
+    clip[1] = in[1];
+    clip[2] = 0.0f;
+    clip[3] = in[kPackedW];
+    for (int c = 0; c < 3; ++c) {
+      grads.colors[3 * v + c] = in[kPackedColor + c];
+      grads.normals[3 * v + c] = in[kPackedNormal + c];
+      grads.positions[3 * v + c] = in[kPackedPosition + c];
+    }
   }
 }
 

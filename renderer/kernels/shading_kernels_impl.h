@@ -89,6 +89,9 @@ void VertexNormalsGrad(const float* vertices, int64_t vertex_count,
                        const float* grad_normals, float* sums,
                        float* grad_vertices);
 
+// Most lights the op backend shades with (shading.py MAX_LIGHTS_OP).
+constexpr int kMaxLights = 16;
+
 // Phong material constants (shading.py Material).
 struct Material {
   float shininess;
@@ -124,7 +127,7 @@ void PhongShadeGrad(const float* albedo, const float* normals,
                     float* grad_positions, float* grad_light_positions,
                     float* grad_light_colors, float* grad_ambient);
 
-// Per-vertex data of one image for DeferredShading, each [vertex_count, k]:
+// Per-vertex data of one image for the fused pass, each [vertex_count, k]:
 // clip_vertices k = 4 (x, y, z, w); colors (linear RGB albedo), normals and
 // positions (camera space) k = 3.
 struct MeshAttributes {
@@ -134,7 +137,7 @@ struct MeshAttributes {
   const float* positions;
 };
 
-// Their gradients, same shapes, accumulated.
+// Their gradients, same shapes (written by UnpackGradients).
 struct MeshGradients {
   float* clip_vertices;
   float* colors;
@@ -142,22 +145,38 @@ struct MeshGradients {
   float* positions;
 };
 
-// The fused hot path of the renderer for pixels [begin, end):
+// Floats per vertex of the packed layout of the fused pass: one 64-byte cache
+// line per vertex instead of four scattered rows.
+constexpr int kPackedFloatsPerVertex = 16;
+
+// Packs a mesh into packed [vertex_count, kPackedFloatsPerVertex].
+void PackVertices(const MeshAttributes& mesh, int64_t vertex_count,
+                  float* packed);
+
+// The fused hot path of the renderer for pixels [begin, end) of one image:
 // ComputeBarycentrics, Interpolate of colors, normals and positions, then
-// PhongShade with mask = (triangle_ids >= 0), without intermediate images.
-void DeferredShading(const MeshAttributes& mesh, const int32_t* triangles,
+// PhongShade with mask = (triangle_ids >= 0), clipped to [0, 1] per channel,
+// without intermediate images.
+// packed: from PackVertices.
+void DeferredShading(const float* packed, const int32_t* triangles,
                      const int32_t* triangle_ids, int height, int width,
                      const Lights& lights, const Material& material,
                      int64_t begin, int64_t end, float* radiance);
 
-// Backward of DeferredShading for a whole image: accumulates into grads and
-// the light gradients.
-void DeferredShadingGrad(const MeshAttributes& mesh, const int32_t* triangles,
+// Backward of DeferredShading for a whole image: accumulates the gradient of
+// the packed vertices into grad_packed [vertex_count, kPackedFloatsPerVertex]
+// (zeroed by the caller) and those of the lights.
+void DeferredShadingGrad(const float* packed, const int32_t* triangles,
                          const int32_t* triangle_ids, int height, int width,
                          const Lights& lights, const Material& material,
-                         const float* grad_radiance, const MeshGradients& grads,
+                         const float* grad_radiance, float* grad_packed,
                          float* grad_light_positions, float* grad_light_colors,
                          float* grad_ambient);
+
+// Writes the packed gradients into the four per-attribute arrays (the clip z
+// gradient is 0).
+void UnpackGradients(const float* grad_packed, int64_t vertex_count,
+                     const MeshGradients& grads);
 
 }  // namespace unsup3dmm
 

@@ -534,6 +534,11 @@ absl::Status CheckLights(const Tensor& light_positions,
   TF_RETURN_IF_ERROR(CheckShape(light_positions, "light_positions",
                                 {batch, -1, 3}, "[batch, light_count, 3]"));
   *light_count = light_positions.dim_size(1);
+  if (*light_count > kMaxLights) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("at most ", kMaxLights, " lights are supported, got ",
+                     *light_count));
+  }
   TF_RETURN_IF_ERROR(CheckShape(light_colors, "light_colors",
                                 {batch, *light_count, 3},
                                 "[batch, light_count, 3]"));
@@ -762,24 +767,39 @@ class DeferredShadingOp : public OpKernel {
     };
     const int height = static_cast<int>(s.height);
     const int width = static_cast<int>(s.width);
+    const int64_t packed_size = s.vertex_count * kPackedFloatsPerVertex;
+    // Work units: whole images, or bands of rows when there are fewer images
+    // than threads; each unit packs its image's vertices once.
+    const int64_t threads = std::max(1, Pool(context)->NumThreads());
     if (!kGrad) {
       Tensor* output = nullptr;
       OP_REQUIRES_OK(context,
                      context->allocate_output(0, image_shape, &output));
       float* out = output->flat<float>().data();
-      ForEachPixelBand(
-          context, s.batch, s.height, s.width,
-          kCyclesPerShadedPixel * (light_count + 1),
-          [&](int64_t b, int64_t begin, int64_t end) {
-            DeferredShading(
-                mesh(b), tri, ids + b * pixels, height, width,
-                ImageLights(light_positions, light_colors, ambient, b),
-                material_, begin, end, out + b * pixels * 3);
+      const int64_t bands =
+          s.batch >= threads
+              ? 1
+              : std::min<int64_t>(s.height, (threads + s.batch - 1) / s.batch);
+      Pool(context)->ParallelFor(
+          s.batch * bands,
+          kCyclesPerShadedPixel * (light_count + 1) * pixels / bands,
+          [&](int64_t begin, int64_t end) {
+            std::vector<float> packed(packed_size);
+            for (int64_t unit = begin; unit < end; ++unit) {
+              const int64_t b = unit / bands;
+              const int64_t band = unit % bands;
+              PackVertices(mesh(b), s.vertex_count, packed.data());
+              DeferredShading(
+                  packed.data(), tri, ids + b * pixels, height, width,
+                  ImageLights(light_positions, light_colors, ambient, b),
+                  material_, band * s.height / bands * s.width,
+                  (band + 1) * s.height / bands * s.width,
+                  out + b * pixels * 3);
+            }
           });
       return;
     }
     float* vertex_grads[4];
-    const int64_t widths[4] = {4, 3, 3, 3};
     for (int k = 0; k < 4; ++k) {
       Tensor* output = nullptr;
       OP_REQUIRES_OK(context, context->allocate_output(
@@ -796,20 +816,20 @@ class DeferredShadingOp : public OpKernel {
         context, s.batch,
         3 * kCyclesPerShadedPixel * (light_count + 1) * pixels,
         [&](int64_t b) {
-          float* image_grads[4];
-          for (int k = 0; k < 4; ++k) {
-            const int64_t size = s.vertex_count * widths[k];
-            image_grads[k] = vertex_grads[k] + b * size;
-            std::fill(image_grads[k], image_grads[k] + size, 0.0f);
-          }
+          std::vector<float> packed(packed_size);
+          std::vector<float> grad_packed(packed_size, 0.0f);
+          PackVertices(mesh(b), s.vertex_count, packed.data());
           DeferredShadingGrad(
-              mesh(b), tri, ids + b * pixels, height, width,
+              packed.data(), tri, ids + b * pixels, height, width,
               ImageLights(light_positions, light_colors, ambient, b),
-              material_, grad + b * pixels * 3,
-              MeshGradients{image_grads[0], image_grads[1], image_grads[2],
-                            image_grads[3]},
+              material_, grad + b * pixels * 3, grad_packed.data(),
               light_grads[0] + b * light_count * 3,
               light_grads[1] + b * light_count * 3, light_grads[2] + b * 3);
+          UnpackGradients(grad_packed.data(), s.vertex_count,
+                          MeshGradients{vertex_grads[0] + b * s.vertex_count * 4,
+                                        vertex_grads[1] + b * s.vertex_count * 3,
+                                        vertex_grads[2] + b * s.vertex_count * 3,
+                                        vertex_grads[3] + b * s.vertex_count * 3});
         });
   }
 
