@@ -27,12 +27,21 @@ class Predictor:
   """Face crops -> coefficients, from a checkpoint or a SavedModel."""
 
   def __init__(self, cfg: config_lib.Config, encode_fn, decode_fn,
-               source: str):
+               source: str,
+               morphable_model: Optional[
+                   morphable_model_lib.MorphableModel] = None):
+    """Args:
+      cfg: the run's config (morphable model, renderer settings).
+      encode_fn: float32 images [batch, 160, 160, 3] in [0, 1] ->
+        (features, embeddings) numpy arrays.
+      decode_fn: features -> (shape, texture) numpy arrays.
+      source: what was loaded (for the metrics).
+      morphable_model: the loaded model (default: loaded from ``cfg``).
+    """
     self.cfg = cfg
     self.source = source
-    self.morphable_model = morphable_model_lib.load_morphable_model(
-        cfg.model.morphable_model, cfg.model.shape_components,
-        cfg.model.texture_components)
+    self.morphable_model = (morphable_model or
+                            morphable_model_lib.load_from_config(cfg.model))
     self.tf_morphable_model = morphable_model_lib.TFMorphableModel(
         self.morphable_model)
     self._encode = encode_fn
@@ -74,9 +83,7 @@ class Predictor:
 
   @classmethod
   def _from_checkpoint(cls, cfg, checkpoint_path, encoder):
-    mm = morphable_model_lib.load_morphable_model(
-        cfg.model.morphable_model, cfg.model.shape_components,
-        cfg.model.texture_components)
+    mm = morphable_model_lib.load_from_config(cfg.model)
     encoder = encoder or encoder_lib.FaceNetEncoder.from_model_config(
         cfg.model)
     regressor = regressor_lib.Regressor.from_model_config(
@@ -100,7 +107,7 @@ class Predictor:
       return (out[regressor_lib.SHAPE_COEFFICIENTS].numpy(),
               out[regressor_lib.TEXTURE_COEFFICIENTS].numpy())
 
-    predictor = cls(cfg, encode, decode, checkpoint_path)
+    predictor = cls(cfg, encode, decode, checkpoint_path, mm)
     predictor.encoder = encoder
     return predictor
 

@@ -78,9 +78,9 @@ def vertex_color_render(predictor, shape, vertex_colors) -> np.ndarray:
   result = render_lib.render(
       model.vertices(s), tf.constant(vertex_colors, tf.float32),
       model.triangles, camera.frontal_poses(count), neutral_lights(count),
-      predictor.cfg.renderer)
+      predictor.cfg.renderer, with_framebuffer=True)
   albedo = result.framebuffer.albedo
-  mask = result.framebuffer.visibility.mask[..., None]
+  mask = result.visibility.mask[..., None]
   factor = predictor.cfg.renderer.supersampling
   if factor > 1:
     albedo = tf.nn.avg_pool2d(albedo * mask, factor, factor, "VALID")

@@ -1,10 +1,11 @@
 """Converters from other face models into the BFM 2017 layout.
 
-Every converter builds a :class:`~unsup3dmm.model.morphable_model.MorphableModel`
-and :func:`~unsup3dmm.model.morphable_model.write_bfm2017_layout` (the one
-writer) stores it; :func:`unsup3dmm.tools.convert_model.run` is the command
-line.  Coordinates are kept in each source's frame (all use +y up, +z towards
-the viewer, +x towards the subject's left), only converted to millimetres.
+Every converter builds a
+:class:`~unsup3dmm.model.morphable_model.MorphableModel`, and
+:func:`~unsup3dmm.model.morphable_model.write_bfm2017_layout` (the one writer)
+stores it; :func:`unsup3dmm.tools.convert_model.run` is the command line.
+Coordinates are kept in each source's frame (all use +y up, +z towards the
+viewer, +x towards the subject's left), only converted to millimetres.
 
 Shape-only sources get the synthetic colour model of
 :func:`unsup3dmm.model.demo_model.synthetic_color_model`, driven by the
@@ -46,9 +47,9 @@ UNITS_TO_MM = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
 NPZ_KEYS = {
     "shape_mean": "float [V, 3], required",
     "triangles": "int [T, 3], required",
-    "shape_basis": "float [K, V, 3] orthonormal directions (with shape_variance)",
+    "shape_basis": "float [K, V, 3] orthonormal (with shape_variance)",
     "shape_variance": "float [K] eigenvalues (with shape_basis)",
-    "shape_deviations": "float [K, V, 3] 1-std deltas (instead of the two above)",
+    "shape_deviations": "float [K, V, 3] 1-std deltas (instead of both)",
     "color_mean": "float [V, 3] RGB in [0, 1], optional",
     "color_basis": "float [K_c, V, 3] orthonormal (with color_variance)",
     "color_variance": "float [K_c]",

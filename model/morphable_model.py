@@ -326,7 +326,8 @@ def load_morphable_model(path_or_demo: str,
                      f"{path_or_demo!r}")
   if path_or_demo == DEMO:
     # demo_model builds its model with this module, hence the late import.
-    from unsup3dmm.model import demo_model  # pylint: disable=import-outside-toplevel
+    # pylint: disable-next=import-outside-toplevel
+    from unsup3dmm.model import demo_model
     model = demo_model.build_demo_model()
   else:
     model = _read_bfm2017(os.fspath(path_or_demo), shape_components,

@@ -19,28 +19,30 @@ class RendererConfig:
 
   # --- Camera (renderer/camera.py) -------------------------------------------
   # The camera sits on the +z axis of model space, `camera_distance_mm` in
-  # front of `look_at_mm`, looking at it with +y up.  Together with
-  # `fov_y_degrees` this frames the face like FaceNet's training crops: the
-  # MTCNN box of the mean demo face fills 128 of 160 pixels, centred
-  # (facenet's align_dataset_mtcnn: margin 32 px at image size 160), as
-  # calibrated by tests/test_demo_face_detection.py.
-  # Vertical field of view of the pinhole camera, degrees.  A portrait at about
-  # one metre with a normal lens.
-  fov_y_degrees: float = 10.0
-  # Distance from the camera centre to `look_at_mm`, mm.
+  # front of `look_at_mm`, looking at it with +y up.  The defaults frame a face
+  # like FaceNet's 160x160 crops (facenet align_dataset_mtcnn, margin 32 px;
+  # data/face_crop.py), calibrated on the mean demo face with MTCNN
+  # (tests/test_demo_face_detection.py): its MTCNN box is about 119 x 140 px
+  # centred, as in FaceNet crops of real photos (MTCNN on 59 crops of the
+  # five-celebrity photos: median 118 x 138 px, centred) and in a FaceNet crop
+  # of a rendered "photo" of the mean face (117 x 145 px).
+  # Vertical field of view of the pinhole camera, degrees.
+  fov_y_degrees: float = 15.5
+  # Distance from the camera centre to `look_at_mm`, mm: a portrait at about
+  # one metre.
   camera_distance_mm: float = 1000.0
-  # Model-space point at the image centre (the centre of the MTCNN face box,
-  # between the eyes and the chin), mm.
-  look_at_mm: Tuple[float, float, float] = (0.0, 0.0, 0.0)
-  # Model-space pivot of the head rotation (yaw, pitch, roll), mm: roughly the
-  # centre of the skull, behind the face.
+  # Model-space point at the image centre, mm: on the head axis, at the height
+  # of the centre of the MTCNN box (between the eyes and the nose tip).
+  look_at_mm: Tuple[float, float, float] = (0.0, 7.0, 0.0)
+  # Model-space pivot of the head rotation (yaw, pitch, roll), mm: the head
+  # centre, which is the origin of the demo model.
   rotation_center_mm: Tuple[float, float, float] = (0.0, 0.0, 0.0)
   # Magnification of the image's x axis relative to y (1: square pixels).
   # FaceNet crops resize the MTCNN box plus margin, which is taller than wide,
-  # to a square (facenet align_dataset_mtcnn, data/face_crop.py), so faces in
-  # them are widened; renders are widened alike, so that the MTCNN box of the
-  # mean demo face is square, as in a crop.
-  horizontal_scale: float = 1.0
+  # to a square, so faces in them are widened (by 1.48 for the mean demo face,
+  # whose MTCNN box in a photo is 0.67 times as wide as tall); renders are
+  # widened alike, so that MTCNN finds the box it finds in crops.
+  horizontal_scale: float = 1.65
   # Clip planes, mm from the camera along the view axis.
   near_mm: float = 100.0
   far_mm: float = 5000.0

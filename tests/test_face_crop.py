@@ -12,17 +12,6 @@ from unsup3dmm.model.config import ModelConfig
 
 
 @pytest.fixture(scope="module")
-def photos():
-  """The verified 5-celebrity photos (fetched once; see the fetcher tests)."""
-  try:
-    return celebrity_faces.fetch_celebrity_faces()
-  except celebrity_faces.FetchError as e:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-      pytest.fail(f"CI must be able to fetch the photos: {e}")
-    pytest.skip(f"photos not fetchable here: {e}")
-
-
-@pytest.fixture(scope="module")
 def cropper():
   return face_crop.FaceCropper()
 
@@ -89,14 +78,15 @@ def test_no_face_in_a_flat_image(cropper):
   assert cropper.crop_faces(np.full((200, 200, 3), 128, np.uint8)) == []
 
 
-def test_validation_photos_match_the_manifest(photos, cropper, shared_asset):
+def test_validation_photos_match_the_manifest(celebrity_photos, cropper,
+                                              shared_asset):
   manifest_path = shared_asset("faces/five_celebrities_manifest.json")
   with open(manifest_path) as f:
     single_face = {
         image["sha256"]: image["mtcnn_single_face_conf_gt_0.95"]
         for image in json.load(f)["images"]
     }
-  val = [r for r in photos if r.split == "val"]
+  val = [r for r in celebrity_photos if r.split == "val"]
   counts = []
   for record in val:
     image = _load(record.path)
@@ -115,8 +105,8 @@ def test_validation_photos_match_the_manifest(photos, cropper, shared_asset):
   assert counts.count(1) == 22 and sum(counts) >= 22
 
 
-def test_all_faces_in_a_two_person_image(photos, cropper):
-  val = [r for r in photos if r.split == "val"]
+def test_all_faces_in_a_two_person_image(celebrity_photos, cropper):
+  val = [r for r in celebrity_photos if r.split == "val"]
   left = _load(next(r.path for r in val if r.identity == "mindy_kaling"))
   right = _load(next(r.path for r in val if r.identity == "madonna"))
   height = max(left.shape[0], right.shape[0])

@@ -1,4 +1,4 @@
-"""Tests of the BFM-2017-layout reader/writer, the container and the TF module."""
+"""Tests of the BFM-2017-layout reader/writer, container and TF module."""
 import dataclasses
 import os
 import re
@@ -264,7 +264,8 @@ def _tiny_model(k_shape=3, k_color=2):
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("shape_mean", np.zeros((4, 2)), r"shape_mean must have shape \(\?, 3\), got \(4, 2\)"),
+    ("shape_mean", np.zeros((4, 2)),
+     r"shape_mean must have shape \(\?, 3\), got \(4, 2\)"),
     ("shape_basis", np.zeros((3, 5, 3)), r"shape_basis must have shape"),
     ("shape_variance", np.array([1.0, 0.0, 1.0]), "must be positive"),
     ("color_variance", np.ones(3), "color_variance must have shape"),
@@ -353,7 +354,8 @@ def test_sampling_is_deterministic_and_truncated():
   assert not np.allclose(s1[:, :2], t1)
   samples = mm.sample_standard_normal([20000], seed=3, truncation=1.0).numpy()
   assert np.abs(samples).max() <= 1.0
-  # Standard normal truncated to [-1, 1]: std = sqrt(1 - 2 phi(1) / erf(1/sqrt2)).
+  # Standard normal truncated to [-1, 1]:
+  # std = sqrt(1 - 2 phi(1) / erf(1 / sqrt(2))) = 0.5377.
   assert abs(samples.std() - 0.5377) < 0.01
   assert abs(samples.mean()) < 0.01
   full = mm.sample_standard_normal([20000], seed=3).numpy()

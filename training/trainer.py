@@ -136,9 +136,7 @@ class Trainer:
     self.n_real, self.n_synthetic = split_batch(t.batch_size, t.real_fraction)
     self.total_steps = t.stage1_steps + t.stage2_steps
 
-    mm = morphable_model_lib.load_morphable_model(
-        cfg.model.morphable_model, cfg.model.shape_components,
-        cfg.model.texture_components)
+    mm = morphable_model_lib.load_from_config(cfg.model)
     with self.strategy.scope():
       self.morphable_model = morphable_model_lib.TFMorphableModel(mm)
       self.encoder = encoder or encoder_lib.FaceNetEncoder.from_model_config(
