@@ -97,6 +97,7 @@ setuptools.setup(
             include_dirs=[os.path.join("renderer", "kernels")],
         )
     ],
+    package_data={"unsup3dmm.data": ["five_celebrities.tsv"]},
     cmdclass={"build_ext": BuildTensorFlowOp, "build_py": BuildPyWithoutSetup},
     install_requires=[
         "tensorflow>=2.16",

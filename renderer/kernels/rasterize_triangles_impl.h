@@ -98,8 +98,10 @@ void PrepareVertices(const float* clip_vertices, int64_t vertex_count,
 //   [row_begin, row_end) are overwritten with the nearest triangle's id or -1.
 // depth: [image_height, image_width] float32 output, NDC z/w of the nearest
 //   triangle or kEmptyDepth, same rows.
-// Triangles are visited in id order, so the result is deterministic and does
-// not depend on how rows are split across threads.
+// The z-buffer lives in a per-thread scratch buffer (kept between calls), so
+// calls on different threads may fill disjoint rows of the same image.  The
+// result does not depend on how rows are split: each pixel keeps the nearest
+// triangle and, among equal depths, the first in id order.
 void RasterizeTriangleRows(const float* box, const float* homogeneous,
                            const int32_t* triangles, int64_t triangle_count,
                            int image_height, int image_width,
