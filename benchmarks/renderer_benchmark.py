@@ -7,10 +7,11 @@ adds the gradient of a scalar of the images with respect to the vertices and
 the colours.
 
 The mesh has the size of the Basel Face Model 2017 (53,361 vertices, 105,800
-triangles vs. BFM's 53,149 / 105,694): a 231 x 231 grid draped over the front
-half of an ellipsoid 150 mm wide, 200 mm tall and 90 mm deep, posed and lit at
-random (seeded) and framed by the default camera like a face, so it covers a
-face-like share of the image (the table prints it).
+triangles vs. BFM's 53,149 / 105,694): ``primitives.face_sized_mesh``, a
+231 x 231 grid draped over the front half of an ellipsoid 150 mm wide, 200 mm
+tall and 90 mm deep, posed and lit at random (seeded) and framed by the
+default camera like a face, so it covers a face-like share of the image (the
+table prints it).
 
 Also times the stages of the forward pass, as shares of it: "vis" (camera
 transform and rasterisation), "normals" (vertex normals), "shading"
@@ -44,47 +45,24 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 from unsup3dmm.renderer import barycentrics as barycentrics_lib  # pylint: disable=g-import-not-at-top
 from unsup3dmm.renderer import camera as camera_lib
 from unsup3dmm.renderer import lighting
+from unsup3dmm.renderer import primitives
 from unsup3dmm.renderer import render as render_lib
 from unsup3dmm.renderer import shading
 from unsup3dmm.renderer import shading_op
 from unsup3dmm.renderer import visibility
 from unsup3dmm.renderer.config import RendererConfig
 
-GRID = 231                       # 231^2 = 53,361 vertices
-SEMI_AXES_MM = (75.0, 100.0, 90.0)
 SIZES = ((160, 160), (224, 224))
 BATCHES = (1, 8, 32)
 QUICK_CASES = (((224, 224), 32),)
-
-
-def face_sized_mesh(center_mm):
-  """A BFM-sized grid on a front half-ellipsoid centred at ``center_mm``.
-
-  Returns:
-    (vertices float32 [V, 3] mm, triangles int32 [T, 3]).
-  """
-  u, v = np.meshgrid(np.linspace(-1, 1, GRID), np.linspace(1, -1, GRID))
-  # Square -> disc (elliptical grid mapping), then onto the ellipsoid.
-  x = u * np.sqrt(1 - v ** 2 / 2)
-  y = v * np.sqrt(1 - u ** 2 / 2)
-  z = np.sqrt(np.maximum(1 - x ** 2 - y ** 2, 0))
-  vertices = np.stack([x, y, z], -1).reshape(-1, 3) * SEMI_AXES_MM
-  vertices = vertices - [0, 0, 0.5 * SEMI_AXES_MM[2]] + center_mm
-  index = np.arange(GRID * GRID).reshape(GRID, GRID)
-  a, b = index[:-1, :-1], index[:-1, 1:]
-  c, d = index[1:, :-1], index[1:, 1:]
-  # Rows go down the face: (a, c, d) and (a, d, b) are counter-clockwise
-  # seen from +z.
-  triangles = np.concatenate([np.stack([a, c, d], -1).reshape(-1, 3),
-                              np.stack([a, d, b], -1).reshape(-1, 3)])
-  return vertices.astype(np.float32), triangles.astype(np.int32)
 
 
 class Scene:
   """Inputs of one benchmark case, as constants."""
 
   def __init__(self, config, batch):
-    vertices, triangles = face_sized_mesh(np.asarray(config.look_at_mm))
+    vertices, triangles = primitives.face_sized_mesh(
+        center_mm=config.look_at_mm)
     self.config = config
     self.triangles = tf.constant(triangles)
     self.vertices = tf.constant(np.tile(vertices[None], [batch, 1, 1]))

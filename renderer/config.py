@@ -19,15 +19,18 @@ class RendererConfig:
 
   # --- Camera (renderer/camera.py) -------------------------------------------
   # The camera sits on the +z axis of model space, `camera_distance_mm` in
-  # front of `look_at_mm`, looking at it with +y up.  The defaults frame a face
-  # like FaceNet's 160x160 crops (facenet align_dataset_mtcnn, margin 32 px;
-  # data/face_crop.py), calibrated on the mean demo face with MTCNN
-  # (tests/test_demo_face_detection.py): its MTCNN box is about 119 x 140 px
-  # centred, as in FaceNet crops of real photos (MTCNN on 59 crops of the
-  # five-celebrity photos: median 118 x 138 px, centred) and in a FaceNet crop
-  # of a rendered "photo" of the mean face (117 x 145 px).
-  # Vertical field of view of the pinhole camera, degrees.
-  fov_y_degrees: float = 15.5
+  # front of `look_at_mm`, looking at it with +y up.  The defaults render the
+  # mean demo face exactly as a FaceNet crop (facenet align_dataset_mtcnn,
+  # image size 160, margin 32 px; data/face_crop.py) of a photo of it taken
+  # from one metre: in such a photo MTCNN boxes the face at 0.674 times as wide
+  # as tall, from 7 mm above the head centre; the crop maps that box to the
+  # central 128 x 128 pixels.  MTCNN then finds a box of about 115 x 144 px,
+  # centred, both in the crop and in a render (tests/test_demo_face_
+  # detection.py); in FaceNet crops of real photos it finds about 118 x 138 px
+  # (median over 59 crops of the five-celebrity photos).
+  # Vertical field of view of the pinhole camera, degrees: 128 px of 160 span
+  # the MTCNN box's 200 mm (forehead to chin of the demo face).
+  fov_y_degrees: float = 14.3
   # Distance from the camera centre to `look_at_mm`, mm: a portrait at about
   # one metre.
   camera_distance_mm: float = 1000.0
@@ -39,10 +42,10 @@ class RendererConfig:
   rotation_center_mm: Tuple[float, float, float] = (0.0, 0.0, 0.0)
   # Magnification of the image's x axis relative to y (1: square pixels).
   # FaceNet crops resize the MTCNN box plus margin, which is taller than wide,
-  # to a square, so faces in them are widened (by 1.48 for the mean demo face,
-  # whose MTCNN box in a photo is 0.67 times as wide as tall); renders are
-  # widened alike, so that MTCNN finds the box it finds in crops.
-  horizontal_scale: float = 1.65
+  # to a square, so faces in them are widened by 1 / 0.674 = 1.48 for the
+  # demo face (by about 1.25 for real faces with hair); renders are widened
+  # alike.
+  horizontal_scale: float = 1.48
   # Clip planes, mm from the camera along the view axis.
   near_mm: float = 100.0
   far_mm: float = 5000.0
@@ -61,8 +64,9 @@ class RendererConfig:
   # Number of point lights ("two point lights", paper Sec. 4).
   light_count: int = 2
   # Each light sits at a random direction from the face centre within this
-  # angle of the camera axis (the frontal hemisphere is 90), degrees ...
-  light_max_angle_degrees: float = 70.0
+  # angle of the camera axis (the frontal hemisphere is 90; portrait key
+  # lights are at about 45), degrees ...
+  light_max_angle_degrees: float = 50.0
   # ... at a random distance in this range, mm ("a few metres").
   light_distance_range_mm: Tuple[float, float] = (2000.0, 4000.0)
   # Radiance scale of each point light (dimensionless: an albedo-1 surface
@@ -89,7 +93,7 @@ class RendererConfig:
   # specular_diffuse_mix): 0.04 is the normal-incidence reflectance of a
   # dielectric with refractive index ~1.5 (skin ~1.4); mixing in the diffuse
   # luminance makes dark skin slightly less shiny.  Dimensionless.
-  specular_strength: float = 1.5
+  specular_strength: float = 1.0
   specular_diffuse_mix: float = 0.25
 
   # --- Image formation (renderer/render.py) -----------------------------------

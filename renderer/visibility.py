@@ -240,15 +240,17 @@ def _rasterize_tf(clip_vertices, triangles, height, width, cull_backfaces,
   # Gather per corner: [quantity, batch, corner, triangle]; then one
   # [batch * triangle_count] tensor per (quantity, corner), index
   # b * triangle_count + t.
-  def per_corner(per_vertex):
-    gathered = tf.gather(per_vertex, tf.transpose(triangles), axis=2)
-    return [tf.unstack(tf.reshape(c, [len(per_vertex), -1]))
-            for c in tf.unstack(gathered, num=3, axis=2)]
+  def per_corner(quantities):
+    corners = [[], [], []]
+    for quantity in quantities:
+      gathered = tf.gather(quantity, tf.transpose(triangles), axis=1)
+      for k, corner in enumerate(tf.unstack(gathered, num=3, axis=1)):
+        corners[k].append(tf.reshape(corner, [-1]))
+    return corners
 
-  corners = per_corner(tf.stack([qx, qy, w, z, u, v]))
+  corners = per_corner([qx, qy, w, z, u, v])
   qx, qy, w, z, u, v = ([corner[q] for corner in corners] for q in range(6))
-  flags = per_corner(tf.stack([tf.cast(finite, tf.int32),
-                               tf.cast(in_front, tf.int32)]))
+  flags = per_corner([tf.cast(finite, tf.int32), tf.cast(in_front, tf.int32)])
   finite_count = (flags[0][0] + flags[1][0]) + flags[2][0]
   front_count = (flags[0][1] + flags[1][1]) + flags[2][1]
   all_finite = tf.equal(finite_count, 3)
@@ -304,8 +306,8 @@ def _rasterize_tf(clip_vertices, triangles, height, width, cull_backfaces,
   order = tf.math.unsorted_segment_max(
       tf.range(flat_count), tf.where(nonempty, rank, flat_count),
       flat_count + 1)
-  box_table = tf.stack([first_column, first_row, tf.maximum(box_width, 1)])
-  coefficient_table = tf.stack(coefficients + plane)  # [12, flat]
+  box_table = [first_column, first_row, tf.maximum(box_width, 1)]
+  coefficient_table = coefficients + plane  # A0 B0 C0 A1 .. C2 Dx Dy Dc
 
   chunk = candidates_per_chunk
 
@@ -323,11 +325,10 @@ def _rasterize_tf(clip_vertices, triangles, height, width, cull_backfaces,
     index = chunk_start + tf.range(chunk, dtype=tf.int64)
     valid = index < total
     local = index - tf.gather(starts, flat)
-    box_column, box_row, box_width = tf.unstack(
-        tf.gather(box_table, flat, axis=1))
+    box_column, box_row, box_width = (tf.gather(t, flat) for t in box_table)
     column = box_column + local % box_width
     row = box_row + local // box_width
-    coefficient = tf.unstack(tf.gather(coefficient_table, flat, axis=1))
+    coefficient = [tf.gather(t, flat) for t in coefficient_table]
     px = (tf.cast(column, tf.float32) + 0.5) - half_width
     py = half_height - (tf.cast(row, tf.float32) + 0.5)
     inside = valid

@@ -10,7 +10,7 @@ class TrainingConfig:
   finish in about 15 minutes on a laptop CPU.  The paper trains far longer.
   """
   # Stage 1: synthetic faces only (parameter loss), steps.
-  stage1_steps: int = 1500
+  stage1_steps: int = 1000
   # Stage 2: hybrid batches of real photos and synthetic faces, steps.
   stage2_steps: int = 150
   # Global batch size (all replicas together), images.
@@ -51,7 +51,7 @@ class TrainingConfig:
   synthetic_bank_size: int = 1024
   # Re-render this share of the bank every synthetic_bank_refresh_every
   # steps (0: never refresh).
-  synthetic_bank_refresh_every: int = 500
+  synthetic_bank_refresh_every: int = 250
   synthetic_bank_refresh_fraction: float = 0.25
   # Folder for downloads, face crops and feature caches; "" means
   # $UNSUP3DMM_CACHE or ~/.cache/unsup3dmm.
