@@ -13,7 +13,6 @@ a bad image never stops a run.
 """
 import collections
 import dataclasses
-import hashlib
 import json
 import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -21,6 +20,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from absl import logging
 from PIL import Image, ImageSequence, UnidentifiedImageError
+
+from unsup3dmm.data import celebrity_faces
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif",
                     ".tiff")
@@ -189,14 +190,6 @@ def resize_crop(image: np.ndarray, size: int) -> np.ndarray:
       dtype=np.uint8)
 
 
-def _file_digest(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
-
-
 FaceCropper = Callable[[np.ndarray], Optional[np.ndarray]]
 
 
@@ -231,7 +224,7 @@ def prepare_crops(paths: Sequence[str],
   crops = []
   for path in paths:
     try:
-      key = _file_digest(path)
+      key = celebrity_faces.sha256_of_file(path)
     except OSError as e:
       stats.counts[SKIPPED_UNDECODABLE] += 1
       stats.skipped.append((path, f"{SKIPPED_UNDECODABLE}: {e}"))

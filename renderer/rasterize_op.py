@@ -30,8 +30,12 @@ _LIBRARY_DIR = os.path.dirname(os.path.abspath(__file__))
 _library: Optional[types.ModuleType] = None
 
 # Neither output has a gradient: ids are integers and depth is only used for
-# the depth test.  (Registered by op name, so it holds before loading.)
-tf.no_gradient(OP_NAME)
+# the depth test.  (Registered by op name, so it holds before loading; the
+# registry is global, so a second import of this file finds it registered.)
+try:
+  tf.no_gradient(OP_NAME)
+except KeyError:
+  pass
 
 
 class OpNotAvailableError(ImportError):
