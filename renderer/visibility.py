@@ -27,6 +27,7 @@ Conventions (shared bit for bit by both backends and by the NumPy reference in
 Backends:
 
 * ``"op"``: the compiled C++ op (``rasterize_op.py``), CPU only, fastest on CPU.
+  It has no XLA kernel: inside ``tf.function(jit_compile=True)`` use ``"tf"``.
 * ``"tf"``: plain TensorFlow ops (a segment-min z-buffer over each triangle's
   candidate pixels: nearest depth first, then lowest id), runs on any device,
   works under ``tf.function`` and with large triangles (candidates are
