@@ -35,9 +35,17 @@ from setuptools.command.build_py import build_py
 SUBPACKAGES = ("model", "renderer", "losses", "data", "training", "evaluation",
                "tools")
 
-OP_SOURCES = [
-    "renderer/kernels/rasterize_triangles_impl.cc",
-    "renderer/kernels/rasterize_triangles_op.cc",
+# TensorFlow op libraries: (module name, sources).  Each is a TensorFlow-free
+# core (*_impl.cc) plus a thin op shim (*_op.cc).
+TF_OPS = [
+    ("unsup3dmm.renderer._rasterize_triangles_op", [
+        "renderer/kernels/rasterize_triangles_impl.cc",
+        "renderer/kernels/rasterize_triangles_op.cc",
+    ]),
+    ("unsup3dmm.renderer._shading_kernels_op", [
+        "renderer/kernels/shading_kernels_impl.cc",
+        "renderer/kernels/shading_kernels_op.cc",
+    ]),
 ]
 
 
@@ -91,11 +99,9 @@ setuptools.setup(
     package_dir={"unsup3dmm": ".",
                  **{"unsup3dmm." + p: p for p in SUBPACKAGES}},
     ext_modules=[
-        setuptools.Extension(
-            "unsup3dmm.renderer._rasterize_triangles_op",
-            sources=OP_SOURCES,
-            include_dirs=[os.path.join("renderer", "kernels")],
-        )
+        setuptools.Extension(name, sources=sources,
+                             include_dirs=[os.path.join("renderer", "kernels")])
+        for name, sources in TF_OPS
     ],
     package_data={"unsup3dmm.data": ["five_celebrities.tsv"]},
     cmdclass={"build_ext": BuildTensorFlowOp, "build_py": BuildPyWithoutSetup},
