@@ -13,6 +13,8 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
 .venv/bin/python -m pip install -q "tensorflow>=2.16"
 .venv/bin/python -m pip install -q --no-build-isolation -e ".[test]"
-.venv/bin/python -c "import unsup3dmm.renderer.rasterize_op as r; r.load_op_library()" \
-  && echo "bootstrap: ok (.venv ready, rasteriser op loads)"
+.venv/bin/python -c "
+from unsup3dmm.renderer import rasterize_op, shading_op
+rasterize_op.load_op_library()
+shading_op.load_op_library()" && echo "bootstrap: ok (.venv ready, the renderer's ops load)"
 echo "bootstrap: install took $(( $(date +%s) - start )) s"
