@@ -16,5 +16,6 @@ fi
 .venv/bin/python -c "
 from unsup3dmm.renderer import rasterize_op, shading_op
 rasterize_op.load_op_library()
-shading_op.load_op_library()" && echo "bootstrap: ok (.venv ready, the renderer's ops load)"
+shading_op.load_op_library()"
+echo "bootstrap: ok (.venv ready, the renderer's ops load)"
 echo "bootstrap: install took $(( $(date +%s) - start )) s"
