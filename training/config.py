@@ -12,7 +12,7 @@ class TrainingConfig:
   # Stage 1: synthetic faces only (parameter loss), steps.
   stage1_steps: int = 1000
   # Stage 2: hybrid batches of real photos and synthetic faces, steps.
-  stage2_steps: int = 150
+  stage2_steps: int = 400
   # Global batch size (all replicas together), images.
   batch_size: int = 8
   # Batch size of stage 1 when it trains from the synthetic feature bank
