@@ -8,18 +8,19 @@ the colours.
 
 The mesh has the size of the Basel Face Model 2017 (53,361 vertices, 105,800
 triangles vs. BFM's 53,149 / 105,694): ``primitives.face_sized_mesh``, a
-231 x 231 grid draped over the front half of an ellipsoid 150 mm wide, 200 mm
+231 x 231 grid draped over the front half of an ellipsoid 160 mm wide, 214 mm
 tall and 90 mm deep, posed and lit at random (seeded) and framed by the
-default camera like a face, so it covers a face-like share of the image (the
-table prints it).
+default camera like a face, so that it covers the share of the image the demo
+face covers (58%; the table prints it).
 
 Also times the stages of the forward pass, as shares of it: "vis" (camera
 transform and rasterisation), "normals" (vertex normals), "shading"
 (barycentrics, interpolation of albedo, normal and position, Phong shading and
 compositing: one fused kernel with the op backend) and, run alone,
-"bary" (the barycentrics stage, part of "shading").  "cpu ms/render" is the
-process CPU time per render (all threads): other processes sharing the CPUs
-slow the wall clock down but barely change it.
+"bary" (the barycentrics stage, part of "shading").  Times are medians over
+calls (after two warm-up calls), which ignores slow calls caused by other
+processes.  "cpu ms/render" is the process CPU time per render (all
+threads).
 
 Usage::
 
@@ -29,8 +30,9 @@ Usage::
 ``--json`` writes a list of records with keys ``backend``, ``image_height``,
 ``image_width``, ``batch``, ``mode`` ("forward" or "forward_backward") and
 ``renders_per_second`` (plus ``coverage``, ``cpu_seconds_per_render`` and,
-for forward records, the stage shares).  Targets (2-core CPU): op forward >= 250 and forward+backward
->= 100 renders/s at 224 x 224, batch 32; tf within 4x of op.
+for forward records, the stage shares).  Targets (2-core CPU): op forward
+>= 250 and forward+backward >= 100 renders/s at 224 x 224, batch 32; tf
+within 4x of op.
 """
 import argparse
 import json
@@ -39,10 +41,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # pylint: disable=g-import-not-at-top
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
+# pylint: disable=g-import-not-at-top
+import numpy as np
+import tensorflow as tf
 
-from unsup3dmm.renderer import barycentrics as barycentrics_lib  # pylint: disable=g-import-not-at-top
+from unsup3dmm.renderer import barycentrics as barycentrics_lib
 from unsup3dmm.renderer import camera as camera_lib
 from unsup3dmm.renderer import lighting
 from unsup3dmm.renderer import primitives
@@ -118,18 +121,23 @@ def stage_functions(scene, backend):
   return to_visibility, to_normals, barycentrics_alone, clip
 
 
-def time_function(function, args, min_seconds, min_iterations=3):
-  """(wall seconds, process CPU seconds) per call, after warm-up."""
+def time_function(function, args, min_seconds, min_iterations=5):
+  """(wall seconds, process CPU seconds) per call, after warm-up.
+
+  Both are medians over the timed calls: other processes sharing the CPUs
+  slow some calls down, the median ignores those outliers.
+  """
   for _ in range(2):
     tf.nest.map_structure(lambda t: t.numpy(), function(*args))
-  count = 0
-  start, start_cpu = time.perf_counter(), time.process_time()
-  while count < min_iterations or time.perf_counter() - start < min_seconds:
-    result = function(*args)
-    tf.nest.map_structure(lambda t: t.numpy(), result)
-    count += 1
-  return ((time.perf_counter() - start) / count,
-          (time.process_time() - start_cpu) / count)
+  walls, cpus = [], []
+  start = time.perf_counter()
+  while (len(walls) < min_iterations or
+         time.perf_counter() - start < min_seconds):
+    wall, cpu = time.perf_counter(), time.process_time()
+    tf.nest.map_structure(lambda t: t.numpy(), function(*args))
+    walls.append(time.perf_counter() - wall)
+    cpus.append(time.process_time() - cpu)
+  return float(np.median(walls)), float(np.median(cpus))
 
 
 def forward_backward(forward):

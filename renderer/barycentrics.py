@@ -14,22 +14,23 @@ barycentrics are::
 
     b_k = e_k / (e_0 + e_1 + e_2),   e_k = p . (v_{k+1} x v_{k+2})
 
-(indices mod 3).  Subtracting ``w_k p`` from each ``v_k`` leaves the
-determinants unchanged, so equivalently ``e_k = d_{k+1} x d_{k+2}``, the 2D
-cross product of ``d_k = (x_k - w_k p_x, y_k - w_k p_y)``, the vertices'
-offsets from the pixel scaled by w; that form is cheaper and loses less
-float32 precision (no cancellation of large terms).  ``b`` are the coordinates of the 3D point where the pixel's
-ray meets the triangle's plane, so interpolating camera- or model-space
-attributes with them is exact for attributes linear on the triangle.  The
+(indices mod 3).  ``b`` are the coordinates of the 3D point where the
+pixel's ray meets the triangle's plane, so interpolating camera- or
+model-space attributes with them is exact for attributes linear on the
+triangle.  Subtracting ``w_k p`` from each ``v_k`` leaves the determinants
+unchanged, so equivalently ``e_k = d_{k+1} x d_{k+2}``, the 2D cross product
+of ``d_k = (x_k - w_k p_x, y_k - w_k p_y)`` (the vertices' offsets from the
+pixel, scaled by w); that form is cheaper and loses less float32 precision
+(no cancellation of large terms), and is what both backends evaluate.  The
 formula has no per-pixel matrix inverse, is smooth in the vertices and is
 defined for any pixel, including pixels outside the triangle (where some
 ``b_k < 0``).  The denominator is guarded: its magnitude is at least
 :data:`DENOMINATOR_EPSILON` (it is only that small for triangles seen edge-on).
 
 Two backends compute the same values and gradients: ``"tf"`` (TensorFlow ops:
-one gather of the covered pixels' corner data, cross products and a dot
-product) and ``"op"`` (the fused C++ kernels of renderer/kernels, with
-registered gradients; CPU only).
+one gather of the covered pixels' corner data, then elementwise products) and
+``"op"`` (the C++ kernels of renderer/kernels, with registered gradients; CPU
+only).
 """
 import tensorflow as tf
 
@@ -50,13 +51,27 @@ def check_backend(backend: str, name: str = "backend") -> str:
   return backend
 
 
-def _check_triangles_and_ids(triangles, triangle_ids, batch_size):
+def check_triangles(triangles) -> tf.Tensor:
+  """Returns int32 ``[triangle_count, 3]`` triangles, or raises ValueError."""
   triangles = tf.convert_to_tensor(triangles)
   if not triangles.dtype.is_integer or triangles.shape.rank != 2 or (
       triangles.shape[1] != 3):
     raise ValueError("triangles must be an int32 tensor of shape "
                      f"[triangle_count, 3], got {triangles.dtype.name} "
                      f"{triangles.shape}")
+  return tf.cast(triangles, tf.int32)
+
+
+def check_triangles_and_ids(triangles, triangle_ids, batch_size):
+  """Checks triangles and ``[batch, height, width]`` integer triangle ids.
+
+  Returns:
+    Both as int32 tensors.
+
+  Raises:
+    ValueError: naming the argument with a bad dtype, rank or batch size.
+  """
+  triangles = check_triangles(triangles)
   triangle_ids = tf.convert_to_tensor(triangle_ids)
   if not triangle_ids.dtype.is_integer or triangle_ids.shape.rank != 3:
     raise ValueError("triangle_ids must be an int32 tensor of shape [batch, "
@@ -66,7 +81,7 @@ def _check_triangles_and_ids(triangles, triangle_ids, batch_size):
       triangle_ids.shape[0] != batch_size):
     raise ValueError(f"triangle_ids must have batch size {batch_size}, got "
                      f"shape {triangle_ids.shape}")
-  return tf.cast(triangles, tf.int32), tf.cast(triangle_ids, tf.int32)
+  return triangles, tf.cast(triangle_ids, tf.int32)
 
 
 def compute_barycentrics(clip_vertices, triangles, triangle_ids,
@@ -91,15 +106,16 @@ def compute_barycentrics(clip_vertices, triangles, triangle_ids,
   Raises:
     ValueError: for badly shaped or typed inputs or an unknown backend.
   """
-  clip_vertices = _check_clip_vertices(clip_vertices)
-  triangles, triangle_ids = _check_triangles_and_ids(
+  clip_vertices = check_clip_vertices(clip_vertices)
+  triangles, triangle_ids = check_triangles_and_ids(
       triangles, triangle_ids, clip_vertices.shape[0])
   if check_backend(backend) == "op":
     return shading_op.barycentrics(clip_vertices, triangles, triangle_ids)
   return barycentrics_tf(clip_vertices, triangles, triangle_ids)
 
 
-def _check_clip_vertices(clip_vertices):
+def check_clip_vertices(clip_vertices) -> tf.Tensor:
+  """Returns float32 ``[batch, vertex_count, 4]`` clip vertices, or raises."""
   clip_vertices = tf.convert_to_tensor(clip_vertices, tf.float32)
   if clip_vertices.shape.rank != 3 or clip_vertices.shape[-1] != 4:
     raise ValueError("clip_vertices must have shape [batch, vertex_count, 4], "
@@ -132,11 +148,12 @@ def interpolate(attributes, triangles, triangle_ids, pixel_barycentrics,
   if attributes.shape.rank != 3:
     raise ValueError("attributes must have shape [batch, vertex_count, "
                      f"channels], got {attributes.shape}")
-  triangles, triangle_ids = _check_triangles_and_ids(
+  triangles, triangle_ids = check_triangles_and_ids(
       triangles, triangle_ids, attributes.shape[0])
   pixel_barycentrics = tf.convert_to_tensor(pixel_barycentrics, tf.float32)
-  if pixel_barycentrics.shape.rank != 4 or pixel_barycentrics.shape[-1] != 3 or (
-      not pixel_barycentrics.shape[:3].is_compatible_with(triangle_ids.shape)):
+  shape = pixel_barycentrics.shape
+  if shape.rank != 4 or shape[-1] != 3 or (
+      not shape[:3].is_compatible_with(triangle_ids.shape)):
     raise ValueError("pixel_barycentrics must have shape [batch, height, "
                      f"width, 3] matching triangle_ids {triangle_ids.shape}, "
                      f"got {pixel_barycentrics.shape}")
@@ -209,7 +226,7 @@ def barycentrics_tf(clip_vertices, triangles, triangle_ids) -> tf.Tensor:
 
 
 def covered_pixel_attributes(table, triangles, triangle_ids):
-  """Barycentrics and interpolated attributes of the covered pixels.
+  """Interpolated attributes of the covered pixels.
 
   Args:
     table: float32 [batch, vertex_count, 3 + channels]: clip x, y, w, then the
@@ -219,14 +236,13 @@ def covered_pixel_attributes(table, triangles, triangle_ids):
 
   Returns:
     where: int64 [N, 3] (batch, row, column) of the covered pixels.
-    weights: float32 [N, 3] their barycentrics.
     values: float32 [N, channels] their interpolated attributes.
   """
   where, rows = _covered_pixels(triangle_ids, triangles, tf.shape(table)[1])
   corners = tf.gather(_flat(table), rows)                   # [N, 3, 3 + C]
   weights = _pixel_weights(corners, where, tf.shape(triangle_ids))
   values = tf.reduce_sum(weights[..., None] * corners[..., 3:], axis=1)
-  return where, weights, values
+  return where, values
 
 
 def interpolate_tf(attributes, triangles, triangle_ids,

@@ -246,7 +246,15 @@ def model_view_matrices(poses: Poses, camera: Camera) -> tf.Tensor:
   return tf.matmul(view_matrix(camera)[None], model)
 
 
-def _check_vertices_and_poses(vertices, poses):
+def check_vertices_and_poses(vertices, poses) -> tf.Tensor:
+  """Checks ``[batch, vertex_count, 3]`` vertices and ``[batch]`` poses.
+
+  Returns:
+    The vertices as a float32 tensor.
+
+  Raises:
+    ValueError: naming ``vertices`` or the pose field with a bad shape.
+  """
   vertices = tf.convert_to_tensor(vertices, tf.float32)
   if vertices.shape.rank != 3 or vertices.shape[-1] != 3:
     raise ValueError("vertices must have shape [batch, vertex_count, 3], got "
@@ -281,12 +289,13 @@ def camera_space_vertices(vertices, poses: Poses, camera: Camera
   Raises:
     ValueError: for badly shaped vertices or poses, or a bad camera.
   """
-  vertices = _check_vertices_and_poses(vertices, poses)
+  vertices = check_vertices_and_poses(vertices, poses)
   check_camera(camera)
-  return _camera_space(vertices, poses, camera)
+  return camera_space_vertices_unchecked(vertices, poses, camera)
 
 
-def _camera_space(vertices, poses, camera):
+def camera_space_vertices_unchecked(vertices, poses, camera):
+  """:func:`camera_space_vertices` without input checks."""
   matrices = model_view_matrices(poses, camera)                 # [B, 4, 4]
   return (tf.matmul(vertices, matrices[:, :3, :3], transpose_b=True) +
           matrices[:, None, :3, 3])
@@ -304,6 +313,9 @@ def project_to_clip(camera_vertices, camera: Camera) -> tf.Tensor:
     ``w = -z_camera`` in mm.  Differentiable.
   """
   projection = projection_matrix(camera)
+  # A product per image (not one [batch * vertex_count, 3] product): the
+  # result of an image must not depend on the batch it is rendered in, and
+  # matmul kernels round differently for different sizes.
   return (tf.matmul(camera_vertices, projection[:, :3], transpose_b=True) +
           projection[:, 3])
 
@@ -328,7 +340,7 @@ def clip_space_vertices(vertices, poses: Poses, camera: Camera) -> tf.Tensor:
                          camera)
 
 
-def _seed_pair(seed, name: str = "seed") -> tf.Tensor:
+def seed_pair(seed, name: str = "seed") -> tf.Tensor:
   """An int or a pair of ints -> int64 ``[2]`` stateless seed."""
   if isinstance(seed, bool) or not (
       tf.is_tensor(seed) or isinstance(seed, (int, np.integer, tuple, list,
@@ -348,13 +360,15 @@ def _seed_pair(seed, name: str = "seed") -> tf.Tensor:
 
 
 def check_batch_size(batch_size, name: str = "batch_size") -> int:
+  """Returns ``batch_size`` as an int; ValueError unless a positive int."""
   if isinstance(batch_size, bool) or not isinstance(
       batch_size, (int, np.integer)) or batch_size < 1:
     raise ValueError(f"{name} must be a positive int, got {batch_size!r}")
   return int(batch_size)
 
 
-def _check_range(value, name: str, low=-math.inf, high=math.inf):
+def check_range(value, name: str, low=-math.inf, high=math.inf):
+  """Raises ValueError unless ``value`` is (min, max) within [low, high]."""
   if (not isinstance(value, (tuple, list)) or len(value) != 2 or
       not value[0] <= value[1] or value[0] < low or value[1] > high):
     raise ValueError(f"{name} must be (min, max) with {low} <= min <= max <= "
@@ -382,8 +396,8 @@ def sample_poses(batch_size: int, seed, config: RendererConfig) -> Poses:
   ranges = (config.yaw_range_degrees, config.pitch_range_degrees,
             config.roll_range_degrees)
   for name, value in zip(("yaw", "pitch", "roll"), ranges):
-    _check_range(value, f"config.{name}_range_degrees", -180.0, 180.0)
-  unit = tf.random.stateless_uniform([3, batch_size], _seed_pair(seed))
+    check_range(value, f"config.{name}_range_degrees", -180.0, 180.0)
+  unit = tf.random.stateless_uniform([3, batch_size], seed_pair(seed))
   low = tf.constant([[r[0]] for r in ranges], tf.float32)
   high = tf.constant([[r[1]] for r in ranges], tf.float32)
   angles = low + (high - low) * unit

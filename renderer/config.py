@@ -83,8 +83,12 @@ class RendererConfig:
   # ... perturbed by a uniform offset in +-this, kelvin.
   color_temperature_jitter_kelvin: float = 300.0
   # Colour temperature that renders white: the camera's white balance
-  # (daylight D65, 6500 K; see lighting.kelvin_to_rgb), kelvin.
+  # (daylight D65, 6500 K; see lighting.kelvin_to_rgb), kelvin ...
   white_balance_kelvin: float = 6500.0
+  # ... before the camera's automatic white balance removes this fraction (in
+  # the log domain) of the colour cast of each image's lights (0: none, 1:
+  # the mean light renders white; cameras leave some of a tungsten cast).
+  auto_white_balance: float = 0.7
 
   # --- Material (renderer/shading.py) -----------------------------------------
   # Phong shininess exponent, dimensionless (skin: broad, soft highlights).

@@ -89,15 +89,40 @@ def light_color(kelvin, white_balance_kelvin) -> tf.Tensor:
   return rgb / luminance
 
 
+def white_balance(colors, strength) -> tf.Tensor:
+  """Partial automatic white balance of each image's light colours.
+
+  Cameras scale the colour channels so that the scene's light looks white;
+  ``strength`` is the fraction (in the log domain) of the colour cast they
+  remove, the cast being the mean colour of the image's lights:
+  ``colors / cast^strength`` (von Kries scaling), renormalised to unit
+  luminance.
+
+  Args:
+    colors: float32 ``[batch, light_count, 3]`` light colours of unit
+      luminance (from :func:`light_color`).
+    strength: float in [0, 1]; 0 leaves the colours, 1 makes the mean
+      light white (before each light is renormalised to unit luminance).
+
+  Returns:
+    float32 ``[batch, light_count, 3]`` with unit luminance.
+  """
+  cast = tf.reduce_mean(colors, axis=1, keepdims=True)
+  balanced = colors * tf.pow(cast, -float(strength))
+  luminance = tf.reduce_sum(balanced * tf.constant(LUMINANCE_WEIGHTS),
+                            axis=-1, keepdims=True)
+  return balanced / luminance
+
+
 def _check_config(config: RendererConfig):
-  camera_lib._check_range(config.light_distance_range_mm,
+  camera_lib.check_range(config.light_distance_range_mm,
                           "config.light_distance_range_mm", 0.0)
   if config.light_distance_range_mm[0] <= 0:
     raise ValueError("config.light_distance_range_mm must be positive, got "
                      f"{config.light_distance_range_mm}")
-  camera_lib._check_range(config.light_intensity_range,
+  camera_lib.check_range(config.light_intensity_range,
                           "config.light_intensity_range", 0.0)
-  camera_lib._check_range(config.ambient_intensity_range,
+  camera_lib.check_range(config.ambient_intensity_range,
                           "config.ambient_intensity_range", 0.0)
   if not 0.0 <= config.light_max_angle_degrees <= 90.0:
     raise ValueError("config.light_max_angle_degrees must be in [0, 90], got "
@@ -115,9 +140,12 @@ def _check_config(config: RendererConfig):
     raise ValueError("config.color_temperature_jitter_kelvin must be >= 0, "
                      f"got {jitter}")
   for source in sources:
-    camera_lib._check_range(tuple(source),
+    camera_lib.check_range(tuple(source),
                             "each range of config.light_sources_kelvin",
                             1000.0 + jitter, 40000.0 - jitter)
+  if not 0.0 <= config.auto_white_balance <= 1.0:
+    raise ValueError("config.auto_white_balance must be in [0, 1], got "
+                     f"{config.auto_white_balance}")
   if not 1000.0 <= config.white_balance_kelvin <= 40000.0:
     raise ValueError("config.white_balance_kelvin must be in [1000, 40000], "
                      f"got {config.white_balance_kelvin}")
@@ -133,8 +161,9 @@ def sample_lights(batch_size: int, seed, config: RendererConfig) -> Lights:
   uniform in ``light_intensity_range``; a source picked uniformly from
   ``light_sources_kelvin``, a temperature uniform in its range plus a uniform
   jitter of +-``color_temperature_jitter_kelvin``, turned into a colour by
-  :func:`light_color`.  The ambient light has an intensity uniform in
-  ``ambient_intensity_range`` and the mean colour of the image's point lights.
+  :func:`light_color` and :func:`white_balance` (``auto_white_balance``).
+  The ambient light has an intensity uniform in ``ambient_intensity_range``
+  and the mean colour of the image's point lights.
 
   Args:
     batch_size: positive int.
@@ -152,7 +181,7 @@ def sample_lights(batch_size: int, seed, config: RendererConfig) -> Lights:
   _check_config(config)
   count = config.light_count
   seeds = tf.random.experimental.stateless_split(
-      camera_lib._seed_pair(seed), 2)
+      camera_lib.seed_pair(seed), 2)
   unit = tf.random.stateless_uniform([7, batch_size, count], seeds[0])
   # Direction: uniform on the cap cos(theta) in [cos(max_angle), 1].
   cos_max = math.cos(math.radians(config.light_max_angle_degrees))
@@ -174,7 +203,8 @@ def sample_lights(batch_size: int, seed, config: RendererConfig) -> Lights:
   source_high = tf.gather(sources[:, 1], index)
   jitter = config.color_temperature_jitter_kelvin * (2.0 * unit[5] - 1.0)
   kelvin = source_low + (source_high - source_low) * unit[6] + jitter
-  chroma = light_color(kelvin, config.white_balance_kelvin)  # [B, L, 3]
+  chroma = white_balance(light_color(kelvin, config.white_balance_kelvin),
+                         config.auto_white_balance)          # [B, L, 3]
   low, high = config.ambient_intensity_range
   ambient_intensity = low + (high - low) * tf.random.stateless_uniform(
       [batch_size, 1], seeds[1])

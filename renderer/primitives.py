@@ -67,7 +67,7 @@ def uv_sphere(radius: float, segments: int, rings: int,
   return vertices.astype(np.float32), np.asarray(triangles, np.int32)
 
 
-def face_sized_mesh(grid: int = 231, semi_axes_mm=(75.0, 100.0, 90.0),
+def face_sized_mesh(grid: int = 231, semi_axes_mm=(80.0, 107.0, 90.0),
                     center_mm=(0.0, 0.0, 0.0)) -> Mesh:
   """A face-sized stand-in: a grid draped over the front of an ellipsoid.
 
@@ -76,8 +76,10 @@ def face_sized_mesh(grid: int = 231, semi_axes_mm=(75.0, 100.0, 90.0),
   ellipsoid with the given semi-axes (width, height, depth), whose centre is
   placed ``semi_axes_mm[2] / 2`` behind ``center_mm`` so that the surface
   spans depths ``center_mm[2] +- semi_axes_mm[2] / 2``.  The default
-  (231^2 = 53,361 vertices, 105,800 triangles, 150 x 200 x 90 mm) has the
-  size of the Basel Face Model 2017 (53,149 vertices, 105,694 triangles).
+  (231^2 = 53,361 vertices, 105,800 triangles) has the size of the Basel Face
+  Model 2017 (53,149 vertices, 105,694 triangles); its 160 x 214 x 90 mm
+  covers as much of a default render as the demo face does (58% of the
+  image at random poses).
 
   Returns:
     ``(vertices, triangles)`` in mm, facing +z.

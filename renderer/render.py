@@ -5,10 +5,12 @@ Stages (each a function of this package, handing over small records)::
     camera.camera_space_vertices / project_to_clip     (differentiable)
     visibility.rasterize            -> Visibility      (no gradient)
     shading.vertex_normals          -> [B, V, 3]       (differentiable)
-    shading.deferred_shading        -> shaded colours  (differentiable)
+    shading.deferred_shading        -> images          (differentiable)
       (barycentrics, interpolation of albedo, normal and position, Phong
-      shading, clipping to [0, 1]; fused into one kernel by the op backend)
-    average supersamples, composite over the background
+      shading, clipping to [0, 1], background; one kernel with the op
+      backend)
+    with supersampling or a background image: average the supersamples,
+      then composite over the background
 
 Gradients of the images flow to the vertices, colours, poses, lights and
 tensor-valued camera fields; the visibility itself (which triangle a pixel
@@ -69,14 +71,11 @@ class RenderResult(NamedTuple):
       gradient.
     visibility: :class:`Visibility` (triangle ids, depth, mask) at the
       rendering resolution (output size times ``config.supersampling``).
-    shaded: float32 ``[batch, H, W, 3]`` Phong shading clipped to [0, 1] at
-      the rendering resolution, before compositing; 0 where empty.
     framebuffer: :class:`Framebuffer`, or None unless requested.
   """
   images: tf.Tensor
   alpha: tf.Tensor
   visibility: visibility_lib.Visibility
-  shaded: tf.Tensor
   framebuffer: Optional[Framebuffer]
 
 
@@ -148,11 +147,11 @@ def sample_backgrounds(batch_size: int, seed, config: RendererConfig
   _check_config(config)
   if config.background == "constant":
     return tf.tile(_constant_background(config)[None], [batch_size, 1])
-  camera_lib._check_range(config.background_value_range,
+  camera_lib.check_range(config.background_value_range,
                           "config.background_value_range", 0.0, 1.0)
   low, high = config.background_value_range
   return low + (high - low) * tf.random.stateless_uniform(
-      [batch_size, 3], camera_lib._seed_pair(seed))
+      [batch_size, 3], camera_lib.seed_pair(seed))
 
 
 def _constant_background(config):
@@ -163,24 +162,31 @@ def _constant_background(config):
   return tf.constant(color)
 
 
-def _background_images(background, background_seed, batch_size, config):
-  """Background as a tensor broadcastable to [batch, height, width, 3]."""
+def _backgrounds(background, background_seed, vertices, config):
+  """The background as colours [batch, 3], or else as images.
+
+  Returns:
+    ``(colors, images)``: one is None; colors float32 ``[batch, 3]``, images
+    float32 ``[batch, height, width, 3]``.
+  """
+  batch_size = vertices.shape[0]
+  per_image = [tf.shape(vertices)[0], 3]
   if background is None:
     if background_seed is None:
-      return _constant_background(config)
-    if isinstance(batch_size, int):
-      colors = sample_backgrounds(batch_size, background_seed, config)
-      return colors[:, None, None, :]
-    raise ValueError("background_seed needs a static batch size")
+      return tf.broadcast_to(_constant_background(config), per_image), None
+    if batch_size is None:
+      raise ValueError("background_seed needs vertices with a static batch "
+                       "size")
+    return sample_backgrounds(batch_size, background_seed, config), None
   background = tf.convert_to_tensor(background, tf.float32)
   height, width = config.image_size
   shapes = ([3], [batch_size, 3], [batch_size, height, width, 3])
   if not any(background.shape.is_compatible_with(s) for s in shapes):
     raise ValueError("background must have shape [3], [batch, 3] or [batch, "
                      f"{height}, {width}, 3], got {background.shape}")
-  if background.shape.rank == 2:
-    return background[:, None, None, :]
-  return background
+  if background.shape.rank == 4:
+    return None, background
+  return tf.broadcast_to(background, per_image), None
 
 
 def render(vertices, colors, triangles, poses: Poses, lights: Lights,
@@ -215,8 +221,8 @@ def render(vertices, colors, triangles, poses: Poses, lights: Lights,
 
   Returns:
     :class:`RenderResult`.  Gradients of ``images`` flow to ``vertices``,
-    ``colors``, ``poses``, ``lights`` and tensor fields of ``camera``; not
-    through which triangle is visible where.
+    ``colors``, ``poses``, ``lights``, ``background`` and tensor fields of
+    ``camera``; not through which triangle is visible where.
 
   Raises:
     ValueError: for badly shaped inputs or a bad config.
@@ -232,28 +238,23 @@ def render(vertices, colors, triangles, poses: Poses, lights: Lights,
       raise ValueError(f"camera.image_size {camera.image_size} differs from "
                        f"config.image_size {config.image_size}")
   material = shading.Material.from_config(config)
-  vertices = camera_lib._check_vertices_and_poses(vertices, poses)
+  vertices = camera_lib.check_vertices_and_poses(vertices, poses)
   colors = tf.convert_to_tensor(colors, tf.float32)
   if not colors.shape.is_compatible_with(vertices.shape):
     raise ValueError(f"colors must have the shape of vertices "
                      f"{vertices.shape}, got {colors.shape}")
-  triangles = tf.convert_to_tensor(triangles)
-  if not triangles.dtype.is_integer or triangles.shape.rank != 2 or (
-      triangles.shape[1] != 3):
-    raise ValueError("triangles must be an int32 tensor of shape "
-                     f"[triangle_count, 3], got {triangles.dtype.name} "
-                     f"{triangles.shape}")
-  triangles = tf.cast(triangles, tf.int32)
+  triangles = barycentrics_lib.check_triangles(triangles)
   batch_size = vertices.shape[0]
   lights = lighting.check_lights(lights, batch_size)
   shading.check_light_count(lights, backend)
-  background = _background_images(background, background_seed, batch_size,
-                                  config)
+  background_colors, background_images = _backgrounds(
+      background, background_seed, vertices, config)
 
   factor = config.supersampling
   height, width = config.image_size
   render_size = (height * factor, width * factor)
-  camera_vertices = camera_lib._camera_space(vertices, poses, camera)
+  camera_vertices = camera_lib.camera_space_vertices_unchecked(vertices, poses,
+                                                              camera)
   clip_vertices = camera_lib.project_to_clip(
       camera_vertices, camera.with_image_size(render_size))
   visible = visibility_lib.rasterize(clip_vertices, triangles, render_size,
@@ -261,16 +262,24 @@ def render(vertices, colors, triangles, poses: Poses, lights: Lights,
   normals = (shading_op.vertex_normals(camera_vertices, triangles)
              if backend == "op" else
              shading.vertex_normals_tf(camera_vertices, triangles))
-  shaded = shading.deferred_shading_unchecked(
-      clip_vertices, colors, normals, camera_vertices, triangles,
-      visible.triangle_ids, lights, material, backend)
-  face = shaded
   alpha = visible.mask[..., None]
-  if factor > 1:
-    face = tf.nn.avg_pool2d(face, factor, factor, "VALID")
-    alpha = tf.nn.avg_pool2d(alpha, factor, factor, "VALID")
-  # face is 0 where empty (premultiplied by alpha): "over" compositing.
-  images = face + (1.0 - alpha) * background
+  if factor == 1 and background_images is None:
+    # The hot path: one fused pass writes the final images.
+    images = shading.deferred_shading_unchecked(
+        clip_vertices, colors, normals, camera_vertices, triangles,
+        visible.triangle_ids, lights, material, background_colors, backend)
+  else:
+    face = shading.deferred_shading_unchecked(
+        clip_vertices, colors, normals, camera_vertices, triangles,
+        visible.triangle_ids, lights, material,
+        tf.zeros_like(lights.ambient), backend)
+    if factor > 1:
+      face = tf.nn.avg_pool2d(face, factor, factor, "VALID")
+      alpha = tf.nn.avg_pool2d(alpha, factor, factor, "VALID")
+    if background_images is None:
+      background_images = background_colors[:, None, None, :]
+    # The face is 0 where empty (premultiplied by alpha): "over" compositing.
+    images = face + (1.0 - alpha) * background_images
   framebuffer = None
   if with_framebuffer:
     weights = barycentrics_lib.compute_barycentrics(
@@ -280,14 +289,15 @@ def render(vertices, colors, triangles, poses: Poses, lights: Lights,
                                      visible.triangle_ids, weights, backend)
         for attribute in (colors, normals, camera_vertices)))
   return RenderResult(images=images, alpha=alpha, visibility=visible,
-                      shaded=shaded, framebuffer=framebuffer)
+                      framebuffer=framebuffer)
 
 
 def render_coefficients(tf_morphable_model, shape_coefficients,
                         texture_coefficients, poses: Poses, lights: Lights,
                         config: RendererConfig, backend: Optional[str] = None,
                         background=None, background_seed=None,
-                        camera: Optional[Camera] = None) -> RenderResult:
+                        camera: Optional[Camera] = None,
+                        with_framebuffer: bool = False) -> RenderResult:
   """Renders faces of a morphable model from their coefficients.
 
   Args:
@@ -295,8 +305,8 @@ def render_coefficients(tf_morphable_model, shape_coefficients,
       ``triangles``).
     shape_coefficients: float32 ``[batch, shape_components]``.
     texture_coefficients: float32 ``[batch, texture_components]``.
-    poses, lights, config, backend, background, background_seed, camera: as
-      in :func:`render`.
+    poses, lights, config, backend, background, background_seed, camera,
+      with_framebuffer: as in :func:`render`.
 
   Returns:
     :class:`RenderResult`; gradients flow to both coefficient sets (and as in
@@ -307,4 +317,5 @@ def render_coefficients(tf_morphable_model, shape_coefficients,
                 tf_morphable_model.colors(texture_coefficients),
                 tf_morphable_model.triangles, poses, lights, config,
                 backend=backend, background=background,
-                background_seed=background_seed, camera=camera)
+                background_seed=background_seed, camera=camera,
+                with_framebuffer=with_framebuffer)

@@ -96,21 +96,21 @@ def vertex_normals(vertices, triangles, backend: str = "tf") -> tf.Tensor:
   if vertices.shape.rank != 3 or vertices.shape[-1] != 3:
     raise ValueError("vertices must have shape [batch, vertex_count, 3], got "
                      f"{vertices.shape}")
-  triangles = tf.convert_to_tensor(triangles)
-  if not triangles.dtype.is_integer or triangles.shape.rank != 2 or (
-      triangles.shape[1] != 3):
-    raise ValueError("triangles must be an int32 tensor of shape "
-                     f"[triangle_count, 3], got {triangles.dtype.name} "
-                     f"{triangles.shape}")
-  triangles = tf.cast(triangles, tf.int32)
+  triangles = barycentrics_lib.check_triangles(triangles)
   if barycentrics_lib.check_backend(backend) == "op":
     return shading_op.vertex_normals(vertices, triangles)
   return vertex_normals_tf(vertices, triangles)
 
 
 def _normalize(vectors):
-  """Unit vectors along the last axis; zero stays zero (see epsilon)."""
-  return vectors * tf.math.rsqrt(tf.maximum(
+  """Unit vectors along the last axis; zero stays zero (see epsilon).
+
+  Divides by the square root (both correctly rounded) rather than
+  multiplying by tf.math.rsqrt, whose vectorised and scalar kernels round
+  differently: results then do not depend on the batch size, and match the
+  C++ kernels.
+  """
+  return vectors / tf.sqrt(tf.maximum(
       tf.reduce_sum(vectors * vectors, axis=-1, keepdims=True),
       NORMALIZE_EPSILON))
 
@@ -240,13 +240,14 @@ def _phong(albedo, normals, positions_mm, light_positions, light_colors,
 
 def deferred_shading(clip_vertices, colors, normals, positions_mm, triangles,
                      triangle_ids, lights: lighting.Lights, material: Material,
-                     backend: str = "tf") -> tf.Tensor:
-  """Barycentrics, interpolation and Phong shading in one step, clipped.
+                     background=None, backend: str = "tf") -> tf.Tensor:
+  """Barycentrics, interpolation, Phong shading and background in one step.
 
   Equal to ``clip(phong_shade(interpolate(colors), interpolate(normals),
   interpolate(positions_mm), mask=triangle_ids >= 0, ...), 0, 1)`` with the
-  barycentrics of :func:`compute_barycentrics`, without the intermediate
-  images (the renderer's hot path; the "op" backend fuses it in one kernel).
+  barycentrics of :func:`compute_barycentrics` where a triangle is visible,
+  and ``background`` elsewhere, without the intermediate images (the
+  renderer's hot path; the "op" backend fuses it in one kernel).
 
   Args:
     clip_vertices: float32 ``[batch, vertex_count, 4]``, clip space.
@@ -257,18 +258,21 @@ def deferred_shading(clip_vertices, colors, normals, positions_mm, triangles,
     triangle_ids: int32 ``[batch, height, width]``, -1 where empty.
     lights: :class:`Lights`, camera space.
     material: :class:`Material`.
+    background: None (black) or float32 ``[batch, 3]`` RGB of the pixels
+      where no triangle is visible.
     backend: "tf" or "op".
 
   Returns:
-    float32 ``[batch, height, width, 3]`` linear RGB in [0, 1] (radiance
-    clipped per channel as ``tf.clip_by_value``), 0 where empty.  Gradients
-    flow to the clip vertices (x, y, w), colours, normals, positions and
-    lights (not through clipped channels).
+    float32 ``[batch, height, width, 3]`` linear RGB: the radiance clipped
+    per channel to [0, 1] (as ``tf.clip_by_value``) where a triangle is
+    visible, the background elsewhere.  Gradients flow to the clip vertices
+    (x, y, w), colours, normals, positions, lights (not through clipped
+    channels) and background.
 
   Raises:
     ValueError: for badly shaped inputs, a bad material or unknown backend.
   """
-  clip_vertices = barycentrics_lib._check_clip_vertices(clip_vertices)
+  clip_vertices = barycentrics_lib.check_clip_vertices(clip_vertices)
   per_vertex = []
   for name, value in (("colors", colors), ("normals", normals),
                       ("positions_mm", positions_mm)):
@@ -278,38 +282,47 @@ def deferred_shading(clip_vertices, colors, normals, positions_mm, triangles,
       raise ValueError(f"{name} must have shape [batch, vertex_count, 3] = "
                        f"{clip_vertices.shape[:2] + [3]}, got {value.shape}")
     per_vertex.append(value)
-  triangles, triangle_ids = barycentrics_lib._check_triangles_and_ids(
+  triangles, triangle_ids = barycentrics_lib.check_triangles_and_ids(
       triangles, triangle_ids, clip_vertices.shape[0])
   lights = lighting.check_lights(lights, clip_vertices.shape[0])
   check_material(material)
+  if background is None:
+    background = tf.zeros_like(lights.ambient)
+  background = tf.convert_to_tensor(background, tf.float32)
+  if not background.shape.is_compatible_with(lights.ambient.shape):
+    raise ValueError("background must have shape [batch, 3] = "
+                     f"{lights.ambient.shape}, got {background.shape}")
   backend = barycentrics_lib.check_backend(backend)
   check_light_count(lights, backend)
   return deferred_shading_unchecked(clip_vertices, *per_vertex, triangles,
-                                    triangle_ids, lights, material, backend)
+                                    triangle_ids, lights, material,
+                                    background, backend)
 
 
 def deferred_shading_unchecked(clip_vertices, colors, normals, positions_mm,
                                triangles, triangle_ids, lights, material,
-                               backend):
-  """:func:`deferred_shading` without input checks."""
+                               background, backend):
+  """:func:`deferred_shading` without input checks (background required)."""
   if backend == "op":
     return shading_op.deferred_shading(clip_vertices, colors, normals,
                                        positions_mm, triangles, triangle_ids,
-                                       lights, material)
+                                       lights, material, background)
   # TensorFlow: one gather of the covered pixels' corner data (clip x, y, w
-  # and the 9 attribute channels), shading of those pixels only.
+  # and the 9 attribute channels), shading of those pixels only, written
+  # over the background.
   table = tf.concat([tf.gather(clip_vertices, [0, 1, 3], axis=-1), colors,
                      normals, positions_mm], axis=-1)
-  where, weights, values = barycentrics_lib.covered_pixel_attributes(
-      table, triangles, triangle_ids)
-  del weights
+  where, values = barycentrics_lib.covered_pixel_attributes(table, triangles,
+                                                            triangle_ids)
   batch_index = where[:, 0]
   radiance = _phong(values[:, 0:3], values[:, 3:6], values[:, 6:9],
                     tf.gather(lights.positions_mm, batch_index),
                     tf.gather(lights.colors, batch_index),
                     tf.gather(lights.ambient, batch_index), material)
-  return tf.scatter_nd(where, tf.clip_by_value(radiance, 0.0, 1.0),
-                       tf.concat([tf.shape(triangle_ids, tf.int64), [3]], 0))
+  shape = tf.concat([tf.shape(triangle_ids), [3]], 0)
+  return tf.tensor_scatter_nd_update(
+      tf.broadcast_to(background[:, None, None, :], shape), where,
+      tf.clip_by_value(radiance, 0.0, 1.0))
 
 
 def check_light_count(lights, backend):

@@ -111,13 +111,14 @@ def phong_shade(albedo, normals, positions_mm, mask, lights, material):
 
 
 def deferred_shading(clip_vertices, colors, normals, positions_mm, triangles,
-                     triangle_ids, lights, material):
+                     triangle_ids, lights, material, background):
   """Fused barycentrics, interpolation and Phong shading -> [B,H,W,3]."""
   return load_op_library().unsup3dmm_deferred_shading(
       clip_vertices=clip_vertices, colors=colors, normals=normals,
       positions=positions_mm, triangles=triangles, triangle_ids=triangle_ids,
       light_positions=lights.positions_mm, light_colors=lights.colors,
-      ambient=lights.ambient, shininess=material.shininess,
+      ambient=lights.ambient, background=background,
+      shininess=material.shininess,
       specular_strength=material.specular_strength,
       specular_diffuse_mix=material.specular_diffuse_mix)
 
@@ -165,9 +166,9 @@ def _phong_shade_grad(op, grad):
 @tf.RegisterGradient("Unsup3dmmDeferredShading")
 def _deferred_shading_grad(op, grad):
   (clip_vertices, colors, normals, positions, light_positions, light_colors,
-   ambient) = load_op_library().unsup3dmm_deferred_shading_grad(
+   ambient, background) = load_op_library().unsup3dmm_deferred_shading_grad(
        grad, *op.inputs, shininess=op.get_attr("shininess"),
        specular_strength=op.get_attr("specular_strength"),
        specular_diffuse_mix=op.get_attr("specular_diffuse_mix"))
   return [clip_vertices, colors, normals, positions, None, None,
-          light_positions, light_colors, ambient]
+          light_positions, light_colors, ambient, background]

@@ -92,6 +92,11 @@ def test_clip_space_vertices_frame_the_look_at_point():
   np.testing.assert_allclose(ndc(clip[1])[:2], [0, 0.1 * focal], atol=1e-6)
   np.testing.assert_allclose(ndc(clip[2])[:2], [0.1 * focal * 60 / 80, 0],
                              atol=1e-6)
+  camera_vertices = camera_lib.camera_space_vertices(points, poses(), camera)
+  np.testing.assert_allclose(camera_vertices[0, :, 2], -500.0, rtol=1e-6)
+  np.testing.assert_allclose(
+      camera_lib.project_to_clip(camera_vertices, camera)[0], clip,
+      rtol=1e-6)
   # The horizontal scale magnifies x only.
   stretched = camera_lib.clip_space_vertices(
       points, poses(), camera._replace(horizontal_scale=1.5)).numpy()[0]

@@ -24,6 +24,9 @@ def single_pixel(albedo, normal, position):
           for value in (albedo, normal, position)]
 
 
+GREY_PIXEL = single_pixel([0.5] * 3, [0, 0, 1], [0, 0, -9])
+
+
 def one_light(position, color, ambient=(0.0, 0.0, 0.0)):
   return Lights(tf.constant([[position]], tf.float32),
                 tf.constant([[color]], tf.float32),
@@ -199,14 +202,15 @@ def test_deferred_shading_equals_the_stages_and_backends_agree():
                   tf.constant([[0.2, 0.2, 0.2]] * 2))
   material = Material(10.0, 1.0, 0.25)
   upstream = tf.constant(rng.normal(size=(batch, 20, 22, 3)), tf.float32)
-  variables = [clip, colors, normals, positions, *lights]
+  background = tf.constant([[0.1, 0.2, 0.3], [0.9, 0.8, 0.7]])
+  variables = [clip, colors, normals, positions, *lights, background]
   results = {}
   for backend in BACKENDS:
     with tf.GradientTape() as tape:
       tape.watch(variables)
       shaded = shading.deferred_shading(*variables[:4], triangles, ids,
-                                        Lights(*variables[4:]), material,
-                                        backend)
+                                        Lights(*variables[4:7]), material,
+                                        variables[7], backend)
       loss = tf.reduce_sum(shaded * upstream)
     results[backend] = [shaded] + tape.gradient(loss, variables)
     weights = barycentrics_lib.compute_barycentrics(clip, triangles, ids,
@@ -215,9 +219,15 @@ def test_deferred_shading_equals_the_stages_and_backends_agree():
         *(barycentrics_lib.interpolate(v, triangles, ids, weights, backend)
           for v in (colors, normals, positions)),
         tf.cast(ids >= 0, tf.float32), lights, material, backend)
-    np.testing.assert_allclose(shaded, tf.clip_by_value(staged, 0, 1),
-                               atol=1e-6)
-  assert 0 < np.mean(results["op"][0].numpy() > 0) < 1
+    empty = (ids < 0).numpy()[..., None]
+    np.testing.assert_allclose(
+        shaded, np.where(empty, background.numpy()[:, None, None, :],
+                         tf.clip_by_value(staged, 0, 1)), atol=1e-6)
+  assert 0.1 < np.mean(ids.numpy() >= 0) < 0.9
+  # The background's gradient sums the upstream gradient over empty pixels.
+  np.testing.assert_allclose(
+      results["op"][-1], np.sum(upstream.numpy() * empty, axis=(1, 2)),
+      rtol=1e-5)
   for op_value, tf_value in zip(results["op"], results["tf"]):
     np.testing.assert_allclose(tf.convert_to_tensor(op_value),
                                tf.convert_to_tensor(tf_value), rtol=2e-4,
@@ -238,12 +248,30 @@ def test_kelvin_to_rgb_and_light_colors():
   assert colors[0, 0] > colors[0, 2] and colors[2, 2] > colors[2, 0]
 
 
+def test_white_balance():
+  colors = lighting.light_color([[2700.0, 4000.0], [6000.0, 9000.0]],
+                                6500.0)
+  np.testing.assert_allclose(lighting.white_balance(colors, 0.0), colors,
+                             rtol=1e-6)
+  full = lighting.white_balance(colors, 1.0).numpy()
+  mean = full.mean(axis=1)
+  # White up to the renormalisation of each light to unit luminance.
+  np.testing.assert_allclose(mean / mean[:, :1], np.ones((2, 3)), rtol=1e-2)
+  partial = lighting.white_balance(colors, 0.7).numpy()
+  np.testing.assert_allclose(partial @ [0.2126, 0.7152, 0.0722], 1.0,
+                             rtol=1e-6)
+  # Warm light stays warm, but less so.
+  warmth = lambda c: c[0, 0, 0] / c[0, 0, 2]
+  assert warmth(colors.numpy()) > warmth(partial) > warmth(full) > 1.0
+
+
 def test_sample_lights_follow_the_config():
   config = RendererConfig(light_count=3, light_max_angle_degrees=40.0,
                           light_distance_range_mm=(2000.0, 3000.0),
                           light_intensity_range=(0.5, 0.5),
                           light_sources_kelvin=((3000.0, 3000.0),),
                           color_temperature_jitter_kelvin=0.0,
+                          auto_white_balance=0.0,
                           ambient_intensity_range=(0.2, 0.3))
   lights = lighting.sample_lights(400, [1, 2], config)
   assert lights.positions_mm.shape == (400, 3, 3)
@@ -277,10 +305,12 @@ def test_sample_lights_follow_the_config():
         light_sources_kelvin=((500.0, 900.0),))), "light_sources_kelvin"),
     (lambda: lighting.sample_lights(2, 1, RendererConfig(
         light_distance_range_mm=(0.0, 10.0))), "light_distance_range_mm"),
-    (lambda: shading.phong_shade(*single_pixel([0.5] * 3, [0, 0, 1], [0, 0, -9]), tf.ones([1, 2, 2]),
+    (lambda: lighting.sample_lights(2, 1, RendererConfig(
+        auto_white_balance=1.5)), "auto_white_balance"),
+    (lambda: shading.phong_shade(*GREY_PIXEL, tf.ones([1, 2, 2]),
                                  one_light((0, 0, 0), (1, 1, 1)), MATTE),
      "mask"),
-    (lambda: shading.phong_shade(*single_pixel([0.5] * 3, [0, 0, 1], [0, 0, -9]), tf.ones([1, 1, 1]),
+    (lambda: shading.phong_shade(*GREY_PIXEL, tf.ones([1, 1, 1]),
                                  Lights(tf.zeros([1, 2]), tf.zeros([1, 2]),
                                         tf.zeros([1, 3])), MATTE),
      "positions_mm"),

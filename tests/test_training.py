@@ -282,9 +282,16 @@ def test_mirrored_strategy_matches_default_update(tmp_path, shared_asset,
                      np.load(model_dir / "weights.npz"))
   assert results["default"][0] == "1" and results["mirrored"][0] == "2"
   default, mirrored = results["default"][1], results["mirrored"][1]
+  # Tolerance: a fifth of one Adam step (learning rate 1e-4).  The replicas
+  # sum gradients in another order, and Adam's normalisation magnifies the
+  # rounding difference of gradient components that are nearly zero (a few
+  # weights of 91k differ by ~1e-5); all others agree to ~1e-7.
   for key in default.files:
-    np.testing.assert_allclose(mirrored[key], default[key], rtol=1e-3,
-                               atol=2e-6, err_msg=key)
+    np.testing.assert_allclose(mirrored[key], default[key], rtol=0,
+                               atol=2e-5, err_msg=key)
+  differences = np.concatenate([np.abs(mirrored[k] - default[k]).ravel()
+                                for k in default.files])
+  assert np.mean(differences < 1e-6) > 0.999
 
 
 def _free_port():

@@ -527,6 +527,51 @@ void PhongShadeGrad(const float* albedo, const float* normals,
   }
 }
 
+namespace {
+
+// Software prefetching for the fused pass: neighbouring pixels see unrelated
+// triangles, so each pixel's loads (its triangle, then the triangle's three
+// vertex records) would miss the cache one after the other.  Pixel p fetches
+// the triangle of pixel p + kTriangleLead and the vertex records (and, in the
+// backward pass, their gradient rows) of pixel p + kVertexLead, whose triangle
+// it fetched kTriangleLead - kVertexLead pixels earlier.
+constexpr int64_t kTriangleLead = 16;
+constexpr int64_t kVertexLead = 8;
+
+// The prefetches only pay off when inlined into the pixel loops.
+#if defined(__GNUC__)
+#define UNSUP3DMM_ALWAYS_INLINE inline __attribute__((always_inline))
+#define UNSUP3DMM_PREFETCH(address, write) __builtin_prefetch(address, write)
+#else
+#define UNSUP3DMM_ALWAYS_INLINE inline
+#define UNSUP3DMM_PREFETCH(address, write) ((void)(address))
+#endif
+
+UNSUP3DMM_ALWAYS_INLINE void PrefetchAhead(const int32_t* triangles,
+                          const int32_t* triangle_ids, int64_t pixel,
+                          int64_t end, const float* packed,
+                          const float* grad_packed) {
+  if (pixel + kTriangleLead < end) {
+    const int32_t id = triangle_ids[pixel + kTriangleLead];
+    if (id >= 0) {
+      UNSUP3DMM_PREFETCH(triangles + 3 * static_cast<int64_t>(id), 0);
+    }
+  }
+  if (pixel + kVertexLead < end) {
+    const int32_t id = triangle_ids[pixel + kVertexLead];
+    if (id >= 0) {
+      const int32_t* triangle = triangles + 3 * static_cast<int64_t>(id);
+      for (int k = 0; k < 3; ++k) {
+        const int64_t row = kPackedStride * static_cast<int64_t>(triangle[k]);
+        UNSUP3DMM_PREFETCH(packed + row, 0);
+        if (grad_packed != nullptr) UNSUP3DMM_PREFETCH(grad_packed + row, 1);
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void PackVertices(const MeshAttributes& mesh, int64_t vertex_count,
                   float* packed) {
   for (int64_t v = 0; v < vertex_count; ++v) {
@@ -547,10 +592,13 @@ void PackVertices(const MeshAttributes& mesh, int64_t vertex_count,
 void DeferredShading(const float* packed, const int32_t* triangles,
                      const int32_t* triangle_ids, int height, int width,
                      const Lights& lights, const Material& material,
-                     int64_t begin, int64_t end, float* radiance) {
+                     const float* background, int64_t begin, int64_t end,
+                     float* image) {
+  const Vec3 empty = Load(background);
   for (int64_t pixel = begin; pixel < end; ++pixel) {
+    PrefetchAhead(triangles, triangle_ids, pixel, end, packed, nullptr);
     const int32_t id = triangle_ids[pixel];
-    Vec3 value = {0.0f, 0.0f, 0.0f};
+    Vec3 value = empty;
     if (id >= 0) {
       const int32_t* triangle = triangles + 3 * static_cast<int64_t>(id);
       PixelBarycentrics px;
@@ -563,21 +611,26 @@ void DeferredShading(const float* packed, const int32_t* triangles,
                                       px.b),
           lights, material));
     }
-    Store(value, radiance + 3 * pixel);
+    Store(value, image + 3 * pixel);
   }
 }
 
 void DeferredShadingGrad(const float* packed, const int32_t* triangles,
                          const int32_t* triangle_ids, int height, int width,
                          const Lights& lights, const Material& material,
-                         const float* grad_radiance, float* grad_packed,
+                         const float* grad_image, float* grad_packed,
                          float* grad_light_positions, float* grad_light_colors,
-                         float* grad_ambient) {
+                         float* grad_ambient, float* grad_background) {
   const int64_t pixels = static_cast<int64_t>(height) * width;
   for (int64_t pixel = 0; pixel < pixels; ++pixel) {
+    PrefetchAhead(triangles, triangle_ids, pixel, pixels, packed, grad_packed);
     const int32_t id = triangle_ids[pixel];
-    const float* grad = grad_radiance + 3 * pixel;
-    if (id < 0 || IsZero(grad, 3)) continue;
+    const float* grad = grad_image + 3 * pixel;
+    if (id < 0) {
+      AddTo(Load(grad), grad_background);
+      continue;
+    }
+    if (IsZero(grad, 3)) continue;
     const int32_t* triangle = triangles + 3 * static_cast<int64_t>(id);
     PixelBarycentrics px;
     ComputePixelBarycentrics<kPackedStride, kPackedW>(packed, triangle, pixel,

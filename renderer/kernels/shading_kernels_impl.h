@@ -1,12 +1,13 @@
-// Differentiable deferred-shading stages: barycentrics, attribute
-// interpolation, vertex normals and Phong shading, each with its backward pass.
+// Differentiable stages of the renderer after visibility: barycentrics,
+// attribute interpolation, vertex normals and Phong shading, each with its
+// backward pass.
 //
 // TensorFlow-free core of the Unsup3dmm{Barycentrics,Interpolate,
-// VertexNormals,PhongShade}[Grad] ops (shading_kernels_op.cc adds the shape
-// checks and the threads).  renderer/barycentrics.py and renderer/shading.py
-// define the same functions with TensorFlow ops; the two backends agree to
-// float32 rounding, values and gradients, which tests/test_shading.py and
-// tests/test_barycentrics.py check.
+// VertexNormals,PhongShade,DeferredShading}[Grad] ops (shading_kernels_op.cc
+// adds the shape checks and the threads).  renderer/barycentrics.py and
+// renderer/shading.py define the same functions with TensorFlow ops; the two
+// backends agree to float32 rounding, values and gradients, which
+// tests/test_barycentrics.py and tests/test_shading.py check.
 //
 // Conventions: one image at a time; arrays are dense, row-major, float32
 // unless stated.  An image has `height` rows and `width` columns; pixel (i, j)
@@ -156,22 +157,23 @@ void PackVertices(const MeshAttributes& mesh, int64_t vertex_count,
 // The fused hot path of the renderer for pixels [begin, end) of one image:
 // ComputeBarycentrics, Interpolate of colors, normals and positions, then
 // PhongShade with mask = (triangle_ids >= 0), clipped to [0, 1] per channel,
-// without intermediate images.
-// packed: from PackVertices.
+// without intermediate images; pixels with no triangle get background [3].
+// packed: from PackVertices.  image: [height * width, 3].
 void DeferredShading(const float* packed, const int32_t* triangles,
                      const int32_t* triangle_ids, int height, int width,
                      const Lights& lights, const Material& material,
-                     int64_t begin, int64_t end, float* radiance);
+                     const float* background, int64_t begin, int64_t end,
+                     float* image);
 
 // Backward of DeferredShading for a whole image: accumulates the gradient of
 // the packed vertices into grad_packed [vertex_count, kPackedFloatsPerVertex]
-// (zeroed by the caller) and those of the lights.
+// (zeroed by the caller) and those of the lights and the background [3].
 void DeferredShadingGrad(const float* packed, const int32_t* triangles,
                          const int32_t* triangle_ids, int height, int width,
                          const Lights& lights, const Material& material,
-                         const float* grad_radiance, float* grad_packed,
+                         const float* grad_image, float* grad_packed,
                          float* grad_light_positions, float* grad_light_colors,
-                         float* grad_ambient);
+                         float* grad_ambient, float* grad_background);
 
 // Writes the packed gradients into the four per-attribute arrays (the clip z
 // gradient is 0).

@@ -594,8 +594,9 @@ class PhongShadeOp : public OpKernel {
     const int64_t height = albedo.dim_size(1);
     const int64_t width = albedo.dim_size(2);
     const std::vector<int64_t> image = {batch, height, width, 3};
-    OP_REQUIRES_OK(context, CheckShape(normals, "normals", image,
-                                       "[batch, height, width, 3] like albedo"));
+    OP_REQUIRES_OK(context,
+                   CheckShape(normals, "normals", image,
+                              "[batch, height, width, 3] like albedo"));
     OP_REQUIRES_OK(context,
                    CheckShape(positions, "positions", image,
                               "[batch, height, width, 3] like albedo"));
@@ -676,10 +677,11 @@ REGISTER_OP("Unsup3dmmDeferredShading")
     .Input("light_positions: float32")
     .Input("light_colors: float32")
     .Input("ambient: float32")
+    .Input("background: float32")
     .Attr("shininess: float")
     .Attr("specular_strength: float")
     .Attr("specular_diffuse_mix: float")
-    .Output("radiance: float32")
+    .Output("image: float32")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle ids;
       TF_RETURN_IF_ERROR(ImageShape(c, 5, &ids));
@@ -690,7 +692,7 @@ REGISTER_OP("Unsup3dmmDeferredShading")
     });
 
 REGISTER_OP("Unsup3dmmDeferredShadingGrad")
-    .Input("grad_radiance: float32")
+    .Input("grad_image: float32")
     .Input("clip_vertices: float32")
     .Input("colors: float32")
     .Input("normals: float32")
@@ -700,6 +702,7 @@ REGISTER_OP("Unsup3dmmDeferredShadingGrad")
     .Input("light_positions: float32")
     .Input("light_colors: float32")
     .Input("ambient: float32")
+    .Input("background: float32")
     .Attr("shininess: float")
     .Attr("specular_strength: float")
     .Attr("specular_diffuse_mix: float")
@@ -710,8 +713,9 @@ REGISTER_OP("Unsup3dmmDeferredShadingGrad")
     .Output("grad_light_positions: float32")
     .Output("grad_light_colors: float32")
     .Output("grad_ambient: float32")
+    .Output("grad_background: float32")
     .SetShapeFn([](InferenceContext* c) {
-      for (int k = 0; k < 7; ++k) {
+      for (int k = 0; k < 8; ++k) {
         c->set_output(k, c->input(k < 4 ? k + 1 : k + 3));
       }
       return absl::OkStatus();
@@ -736,6 +740,7 @@ class DeferredShadingOp : public OpKernel {
     const Tensor& light_positions = context->input(offset + 6);
     const Tensor& light_colors = context->input(offset + 7);
     const Tensor& ambient = context->input(offset + 8);
+    const Tensor& background = context->input(offset + 9);
     BarycentricInputs s;
     OP_REQUIRES_OK(context, CheckBarycentricInputs(clip_vertices, triangles,
                                                    triangle_ids, &s));
@@ -749,9 +754,12 @@ class DeferredShadingOp : public OpKernel {
     int64_t light_count;
     OP_REQUIRES_OK(context, CheckLights(light_positions, light_colors, ambient,
                                         s.batch, &light_count));
+    OP_REQUIRES_OK(context, CheckShape(background, "background", {s.batch, 3},
+                                       "[batch, 3]"));
+    const float* background_data = background.flat<float>().data();
     const TensorShape image_shape({s.batch, s.height, s.width, 3});
     if (kGrad) {
-      OP_REQUIRES_OK(context, CheckShape(context->input(0), "grad_radiance",
+      OP_REQUIRES_OK(context, CheckShape(context->input(0), "grad_image",
                                          {s.batch, s.height, s.width, 3},
                                          "[batch, height, width, 3]"));
     }
@@ -792,7 +800,8 @@ class DeferredShadingOp : public OpKernel {
               DeferredShading(
                   packed.data(), tri, ids + b * pixels, height, width,
                   ImageLights(light_positions, light_colors, ambient, b),
-                  material_, band * s.height / bands * s.width,
+                  material_, background_data + 3 * b,
+                  band * s.height / bands * s.width,
                   (band + 1) * s.height / bands * s.width,
                   out + b * pixels * 3);
             }
@@ -811,6 +820,12 @@ class DeferredShadingOp : public OpKernel {
     OP_REQUIRES_OK(context,
                    AllocateLightGradients(context, 4, light_positions,
                                           light_colors, ambient, light_grads));
+    Tensor* grad_background = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(7, background.shape(),
+                                                     &grad_background));
+    float* grad_background_data = grad_background->flat<float>().data();
+    std::fill(grad_background_data,
+              grad_background_data + grad_background->NumElements(), 0.0f);
     const float* grad = context->input(0).flat<float>().data();
     ForEachImage(
         context, s.batch,
@@ -824,12 +839,14 @@ class DeferredShadingOp : public OpKernel {
               ImageLights(light_positions, light_colors, ambient, b),
               material_, grad + b * pixels * 3, grad_packed.data(),
               light_grads[0] + b * light_count * 3,
-              light_grads[1] + b * light_count * 3, light_grads[2] + b * 3);
-          UnpackGradients(grad_packed.data(), s.vertex_count,
-                          MeshGradients{vertex_grads[0] + b * s.vertex_count * 4,
-                                        vertex_grads[1] + b * s.vertex_count * 3,
-                                        vertex_grads[2] + b * s.vertex_count * 3,
-                                        vertex_grads[3] + b * s.vertex_count * 3});
+              light_grads[1] + b * light_count * 3, light_grads[2] + b * 3,
+              grad_background_data + b * 3);
+          const int64_t v = s.vertex_count;
+          UnpackGradients(grad_packed.data(), v,
+                          MeshGradients{vertex_grads[0] + b * v * 4,
+                                        vertex_grads[1] + b * v * 3,
+                                        vertex_grads[2] + b * v * 3,
+                                        vertex_grads[3] + b * v * 3});
         });
   }
 
