@@ -1,4 +1,4 @@
-"""Loads the compiled rasteriser op (the only module that does).
+"""Loads the compiled ops of the renderer (the only module that does so).
 
 The op library ``_rasterize_triangles_op<suffix>.so`` is built from
 ``renderer/kernels/*.cc`` by ``setup.py`` (``pip install --no-build-isolation
@@ -39,29 +39,57 @@ except KeyError:
 
 
 class OpNotAvailableError(ImportError):
-  """The compiled rasteriser op library is missing or failed to load."""
+  """A compiled op library of the renderer is missing or failed to load."""
 
 
-def expected_library_path() -> str:
-  """Path the library gets when built for this Python interpreter."""
+def expected_library_path(basename: str = LIBRARY_BASENAME,
+                          library_dir: Optional[str] = None) -> str:
+  """Path an op library gets when built for this Python interpreter
+  (default: the rasteriser's)."""
   suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
-  return os.path.join(_LIBRARY_DIR, LIBRARY_BASENAME + suffix)
+  return os.path.join(library_dir or _LIBRARY_DIR, basename + suffix)
 
 
-def _find_library() -> str:
-  expected = expected_library_path()
+def find_library(basename: str, library_dir: str, description: str) -> str:
+  """Path of the op library ``basename`` in ``library_dir``.
+
+  Prefers the file named for this interpreter's extension suffix, then any
+  other build of it (e.g. the plain ``.so`` Bazel writes).
+
+  Raises:
+    OpNotAvailableError: naming the expected file and the rebuild command.
+  """
+  expected = expected_library_path(basename, library_dir)
   if os.path.exists(expected):
     return expected
-  # Any other build of it (e.g. the plain ``.so`` Bazel writes).
-  candidates = sorted(
-      glob.glob(os.path.join(_LIBRARY_DIR, LIBRARY_BASENAME + "*.so")))
+  candidates = sorted(glob.glob(os.path.join(library_dir, basename + "*.so")))
   if candidates:
     return candidates[0]
   raise OpNotAvailableError(
-      f"The rasteriser op library was not found: expected {expected!r}. "
+      f"The {description} op library was not found: expected {expected!r}. "
       f"Build it with: {REBUILD_COMMAND}.")
 
 
+@tf.autograph.experimental.do_not_convert
+def load_library(basename: str, library_dir: str,
+                 description: str) -> types.ModuleType:
+  """Finds and loads an op library of this package (no caching).
+
+  Raises:
+    OpNotAvailableError: the file is missing or does not load; the message
+      names the file and the rebuild command.
+  """
+  path = find_library(basename, library_dir, description)
+  try:
+    return tf.load_op_library(path)
+  except (tf.errors.NotFoundError, OSError) as e:
+    raise OpNotAvailableError(
+        f"The {description} op library {path!r} failed to load ({e}). It "
+        "was probably built against another TensorFlow version; rebuild it "
+        f"with: {REBUILD_COMMAND}.") from e
+
+
+@tf.autograph.experimental.do_not_convert
 def load_op_library() -> types.ModuleType:
   """Loads (once) and returns the op library module.
 
@@ -75,17 +103,11 @@ def load_op_library() -> types.ModuleType:
   """
   global _library
   if _library is None:
-    path = _find_library()
-    try:
-      _library = tf.load_op_library(path)
-    except (tf.errors.NotFoundError, OSError) as e:
-      raise OpNotAvailableError(
-          f"The rasteriser op library {path!r} failed to load ({e}). It was "
-          "probably built against another TensorFlow version; rebuild it "
-          f"with: {REBUILD_COMMAND}.") from e
+    _library = load_library(LIBRARY_BASENAME, _LIBRARY_DIR, "rasteriser")
   return _library
 
 
+@tf.autograph.experimental.do_not_convert
 def is_available() -> bool:
   """Whether :func:`load_op_library` succeeds."""
   try:

@@ -15,19 +15,16 @@ the ops as they are: check inputs with the public functions
 (:func:`unsup3dmm.renderer.compute_barycentrics`, :func:`interpolate`,
 :func:`vertex_normals`, :func:`phong_shade`).
 """
-import glob
-import importlib.machinery
 import os
 import types
 from typing import Optional
 
 import tensorflow as tf
 
+from unsup3dmm.renderer import rasterize_op
 from unsup3dmm.renderer.rasterize_op import OpNotAvailableError
 
 LIBRARY_BASENAME = "_shading_kernels_op"
-REBUILD_COMMAND = ("python setup.py build_ext --inplace  (from the repository "
-                   "root; or: bash tools/bootstrap.sh)")
 
 # Folder searched for the library; a module attribute so tests can point it
 # elsewhere.
@@ -35,12 +32,7 @@ _LIBRARY_DIR = os.path.dirname(os.path.abspath(__file__))
 _library: Optional[types.ModuleType] = None
 
 
-def expected_library_path() -> str:
-  """Path the library gets when built for this Python interpreter."""
-  suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
-  return os.path.join(_LIBRARY_DIR, LIBRARY_BASENAME + suffix)
-
-
+@tf.autograph.experimental.do_not_convert
 def load_op_library() -> types.ModuleType:
   """Loads (once) and returns the op library module.
 
@@ -50,23 +42,12 @@ def load_op_library() -> types.ModuleType:
   """
   global _library
   if _library is None:
-    expected = expected_library_path()
-    candidates = [expected] if os.path.exists(expected) else sorted(
-        glob.glob(os.path.join(_LIBRARY_DIR, LIBRARY_BASENAME + "*.so")))
-    if not candidates:
-      raise OpNotAvailableError(
-          f"The shading op library was not found: expected {expected!r}. "
-          f"Build it with: {REBUILD_COMMAND}.")
-    try:
-      _library = tf.load_op_library(candidates[0])
-    except (tf.errors.NotFoundError, OSError) as e:
-      raise OpNotAvailableError(
-          f"The shading op library {candidates[0]!r} failed to load ({e}). "
-          "It was probably built against another TensorFlow version; rebuild "
-          f"it with: {REBUILD_COMMAND}.") from e
+    _library = rasterize_op.load_library(LIBRARY_BASENAME, _LIBRARY_DIR,
+                                         "shading")
   return _library
 
 
+@tf.autograph.experimental.do_not_convert
 def is_available() -> bool:
   """Whether :func:`load_op_library` succeeds."""
   try:
