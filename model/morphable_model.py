@@ -39,6 +39,7 @@ import tensorflow as tf
 
 from unsup3dmm.model import landmarks as landmarks_lib
 from unsup3dmm.model.config import ModelConfig
+from unsup3dmm.renderer import camera
 
 DEMO = "demo"
 # Where our writer stores the iBUG-68 landmark vertex ids: int32 [68], -1 for
@@ -570,20 +571,6 @@ def _write_pca(group: h5py.Group, mean, scaled_basis, variance):
 # TensorFlow.
 
 
-def _seed_pair(seed) -> tf.Tensor:
-  seed = tf.convert_to_tensor(seed)
-  if not seed.dtype.is_integer:
-    raise ValueError(f"seed must be an integer or a pair of integers, got "
-                     f"dtype {seed.dtype.name}")
-  seed = tf.cast(seed, tf.int64)
-  if seed.shape.rank == 0:
-    return tf.stack([seed, tf.constant(0, tf.int64)])
-  if seed.shape.as_list() != [2]:
-    raise ValueError(f"seed must be an integer or a pair of integers, got "
-                     f"shape {seed.shape}")
-  return seed
-
-
 def sample_standard_normal(shape, seed, truncation: Optional[float] = None
                            ) -> tf.Tensor:
   """Stateless standard-normal samples, optionally truncated at +-truncation.
@@ -599,7 +586,7 @@ def sample_standard_normal(shape, seed, truncation: Optional[float] = None
   Returns:
     float32 tensor of ``shape``; no gradient (random).
   """
-  seed = _seed_pair(seed)
+  seed = camera.seed_pair(seed)
   if truncation is None:
     return tf.random.stateless_normal(shape, seed, dtype=tf.float32)
   truncation = _check_truncation(truncation)
@@ -715,7 +702,7 @@ class TFMorphableModel(tf.Module):
       raise ValueError(f"batch_size must be a positive integer, got "
                        f"{batch_size!r}")
     shape_seed, texture_seed = tf.unstack(
-        tf.random.experimental.stateless_split(_seed_pair(seed), 2))
+        tf.random.experimental.stateless_split(camera.seed_pair(seed), 2))
     return (sample_standard_normal([batch_size, self.shape_components],
                                    shape_seed, truncation),
             sample_standard_normal([batch_size, self.texture_components],
