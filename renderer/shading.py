@@ -26,6 +26,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from unsup3dmm.renderer import barycentrics as barycentrics_lib
+from unsup3dmm.renderer import camera as camera_lib
 from unsup3dmm.renderer import lighting
 from unsup3dmm.renderer import shading_op
 from unsup3dmm.renderer.config import RendererConfig
@@ -118,9 +119,18 @@ def _normalize(vectors):
 def vertex_normals_tf(vertices, triangles) -> tf.Tensor:
   """TensorFlow backend of :func:`vertex_normals` (no checks).
 
-  Works vertex-major (``[vertex_count, batch, 3]``) so that the gathers and
-  the segment sum move whole rows of ``batch * 3`` floats.
+  Compiled with XLA, which fuses the gathers, cross products, scatter-add
+  and normalisation (and their gradients): 2 to 3 times faster on CPU than
+  the same ops run one by one.  Works vertex-major
+  (``[vertex_count, batch, 3]``) so that the gathers and the segment sum
+  move whole rows of ``batch * 3`` floats.
   """
+  return _vertex_normals_xla(vertices, triangles)
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _vertex_normals_xla(vertices, triangles):
+  """:func:`vertex_normals_tf`."""
   batch_size = tf.shape(vertices)[0]
   vertex_count = tf.shape(vertices)[1]
   by_vertex = tf.reshape(tf.transpose(vertices, [1, 0, 2]),
@@ -307,22 +317,53 @@ def deferred_shading_unchecked(clip_vertices, colors, normals, positions_mm,
     return shading_op.deferred_shading(clip_vertices, colors, normals,
                                        positions_mm, triangles, triangle_ids,
                                        lights, material, background)
-  # TensorFlow: one gather of the covered pixels' corner data (clip x, y, w
-  # and the 9 attribute channels), shading of those pixels only, written
-  # over the background.
-  table = tf.concat([tf.gather(clip_vertices, [0, 1, 3], axis=-1), colors,
-                     normals, positions_mm], axis=-1)
-  where, values = barycentrics_lib.covered_pixel_attributes(table, triangles,
-                                                            triangle_ids)
-  batch_index = where[:, 0]
-  radiance = _phong(values[:, 0:3], values[:, 3:6], values[:, 6:9],
-                    tf.gather(lights.positions_mm, batch_index),
-                    tf.gather(lights.colors, batch_index),
-                    tf.gather(lights.ambient, batch_index), material)
-  shape = tf.concat([tf.shape(triangle_ids), [3]], 0)
-  return tf.tensor_scatter_nd_update(
-      tf.broadcast_to(background[:, None, None, :], shape), where,
-      tf.clip_by_value(radiance, 0.0, 1.0))
+  return _deferred_shading_xla(
+      tf.concat([tf.gather(clip_vertices, [0, 1, 3], axis=-1), colors,
+                 normals, positions_mm], axis=-1),
+      triangles, triangle_ids, lights.positions_mm, lights.colors,
+      lights.ambient, background, material.shininess,
+      material.specular_strength, material.specular_diffuse_mix)
+
+
+# The TensorFlow backend of the renderer's hot path, compiled with XLA (on
+# CPU, GPU and TPU): XLA fuses the per-pixel arithmetic and its gradient into
+# a few loops, about three times faster than the same ops run one by one.
+# Every pixel is shaded (XLA wants static shapes); an empty pixel shades the
+# centroid of its image's triangle 0, which keeps its values and gradients
+# finite, and is then replaced by the background.  The material constants are
+# Python floats (one compilation per material and input shape).
+@tf.function(jit_compile=True, autograph=False)
+def _deferred_shading_xla(table, triangles, triangle_ids, light_positions,
+                          light_colors, ambient, background, shininess,
+                          specular_strength, specular_diffuse_mix):
+  """Args: table float32 [batch, vertex_count, 12] (clip x, y, w, colour,
+  normal, position); the rest as :func:`deferred_shading`."""
+  covered = triangle_ids >= 0
+  rows = tf.gather(triangles, tf.maximum(triangle_ids, 0))     # [B, H, W, 3]
+  corners = tf.gather(table, rows, batch_dims=1)             # [B, H, W, 3, 12]
+  shape = tf.shape(triangle_ids)
+  x_ndc, y_ndc = camera_lib.pixel_centers_ndc((shape[1], shape[2]))
+  x, y, w = (corners[..., c] for c in range(3))              # [B, H, W, 3]
+  # Barycentrics as barycentrics._pixel_weights: e_k = d_{k+1} x d_{k+2}.
+  dx = tf.unstack(x - w * x_ndc[:, None], num=3, axis=-1)
+  dy = tf.unstack(y - w * y_ndc[:, None, None], num=3, axis=-1)
+  e = [dx[(k + 1) % 3] * dy[(k + 2) % 3] - dy[(k + 1) % 3] * dx[(k + 2) % 3]
+       for k in range(3)]
+  total = (e[0] + e[1]) + e[2]
+  epsilon = barycentrics_lib.DENOMINATOR_EPSILON
+  total = tf.where(tf.abs(total) < epsilon,
+                   tf.where(total < 0, -epsilon, epsilon), total)
+  total = tf.where(covered, total, 1.0)
+  weights = tf.stack([tf.where(covered, e_k / total, 1.0 / 3.0) for e_k in e],
+                     axis=-1)                                 # [B, H, W, 3]
+  values = tf.reduce_sum(weights[..., None] * corners[..., 3:], axis=-2)
+  radiance = _phong(values[..., 0:3], values[..., 3:6], values[..., 6:9],
+                    light_positions[:, None, None],
+                    light_colors[:, None, None], ambient[:, None, None],
+                    Material(shininess, specular_strength,
+                             specular_diffuse_mix))
+  return tf.where(covered[..., None], tf.clip_by_value(radiance, 0.0, 1.0),
+                  background[:, None, None, :])
 
 
 def check_light_count(lights, backend):

@@ -219,18 +219,56 @@ def _sum_of_products(a, b, c, d, e):
   return (a * b - tf.negative(c) * d) + e
 
 
+# Largest int64 key (see _depth_id_keys): "no triangle" in the z-buffer.
+_EMPTY_KEY = np.iinfo(np.int64).max
+_KEY_SHIFT = 1 << 32
+
+
+def _depth_id_keys(depth, triangle_id):
+  """int64 keys ordered by (depth, triangle id), for one segment-min z-buffer.
+
+  The float32 depth's bits, made order-preserving as an int32 (negative
+  floats: all bits but the sign flipped; -0 is first made +0 so that it ties
+  with +0), go to the high 32 bits and the triangle id (>= 0) to the low 32.
+  The smallest key is the nearest depth, then the lowest id: the op's rule.
+  """
+  depth = tf.where(tf.equal(depth, 0.0), 0.0, depth)
+  bits = tf.bitcast(depth, tf.int32)
+  ordered = tf.where(bits < 0, tf.bitwise.bitwise_xor(bits, 0x7fffffff),
+                     bits)
+  return (tf.cast(ordered, tf.int64) * _KEY_SHIFT +
+          tf.cast(triangle_id, tf.int64))
+
+
+def _decode_keys(keys):
+  """(triangle ids, depth) of z-buffer keys; -1 and EMPTY_DEPTH if empty."""
+  visible = keys < _EMPTY_KEY
+  ids = tf.cast(tf.bitwise.bitwise_and(keys, _KEY_SHIFT - 1), tf.int32)
+  ordered = tf.cast(tf.bitwise.right_shift(keys, 32), tf.int32)
+  bits = tf.where(ordered < 0, tf.bitwise.bitwise_xor(ordered, 0x7fffffff),
+                  ordered)
+  depth = tf.bitcast(bits, tf.float32)
+  return (tf.where(visible, ids, -1),
+          tf.where(visible, depth, EMPTY_DEPTH))
+
+
 def _rasterize_tf(clip_vertices, triangles, height, width, cull_backfaces,
                   candidates_per_chunk):
   """Pure TensorFlow z-buffer; same arithmetic as the op (see the header).
 
-  Every triangle gets a box of candidate pixels (its exact pixel-index
-  bounding box when all w > 0, the whole image when it crosses the camera
-  plane, nothing when it cannot be drawn).  The candidates of all triangles of
-  all images are numbered consecutively; a tf.while_loop walks them in chunks
-  of `candidates_per_chunk` (static shapes inside the loop), evaluates the
-  coverage test and keeps, per pixel, the smallest depth and then the smallest
-  triangle id at that depth, with two unsorted_segment_min reductions merged
-  into the running z-buffer.
+  Layout: every per-triangle quantity is a [triangle_count, batch] tensor
+  (one gather of the vertices' (qx, qy, w, z), vertex-major so that each
+  gathered slice is a row of `batch` floats).  Every triangle gets a box of
+  candidate pixels (its exact pixel-index bounding box when all w > 0, the
+  whole image when it crosses the camera plane, nothing when it cannot be
+  drawn).  The first candidate of every box is tested densely, for all
+  triangles at once: at face-mesh resolutions that is nearly all the work
+  (most triangles cover at most one pixel centre).  The other candidates, of
+  the few triangles with more than one, are numbered consecutively and
+  walked by a tf.while_loop in chunks of `candidates_per_chunk`.  Each
+  candidate inside its triangle and the depth range yields a key (depth,
+  then triangle id, in one int64) and the z-buffer keeps the smallest key
+  per pixel with unsorted_segment_min.
 
   Returns int32 ids and float32 depth, [batch, height, width].
   """
@@ -241,35 +279,14 @@ def _rasterize_tf(clip_vertices, triangles, height, width, cull_backfaces,
   static_batch = clip_vertices.shape[0]
   batch = tf.shape(clip_vertices, out_type=tf.int64)[0]
   triangle_count = tf.shape(triangles, out_type=tf.int64)[0]
-  flat_count = batch * triangle_count  # triangles of all images
   pixel_count = batch * height * width
 
-  # Per-vertex set-up (header steps 1 and 4), [batch, vertex_count] each.
-  x, y, z, w = tf.unstack(clip_vertices, axis=-1)
-  qx = x * half_width
-  qy = y * half_height
-  finite = tf.reduce_all(tf.math.is_finite(clip_vertices), axis=-1)
-  in_front = tf.logical_and(finite, w > 0)
-  u = qx / w + column_offset
-  v = row_offset - qy / w
-  # Per quantity, gather [batch, corner, triangle] and split the corners:
-  # corners[k][q] is quantity q of corner k for every triangle of every image,
-  # [batch * triangle_count], flat index b * triangle_count + t.
-  def per_corner(quantities):
-    corners = [[], [], []]
-    for quantity in quantities:
-      gathered = tf.gather(quantity, tf.transpose(triangles), axis=1)
-      for k, corner in enumerate(tf.unstack(gathered, num=3, axis=1)):
-        corners[k].append(tf.reshape(corner, [-1]))
-    return corners
-
-  corners = per_corner([qx, qy, w, z, u, v])
-  qx, qy, w, z, u, v = ([corner[q] for corner in corners] for q in range(6))
-  flags = per_corner([tf.cast(finite, tf.int32), tf.cast(in_front, tf.int32)])
-  finite_count = (flags[0][0] + flags[1][0]) + flags[2][0]
-  front_count = (flags[0][1] + flags[1][1]) + flags[2][1]
-  all_finite = tf.equal(finite_count, 3)
-  all_in_front = tf.logical_and(all_finite, tf.equal(front_count, 3))
+  # Per-vertex set-up (header step 1), vertex-major [vertex_count, batch];
+  # then one gather gives each corner's values, [triangle_count, batch].
+  x, y, z, w = tf.unstack(tf.transpose(clip_vertices, [2, 1, 0]), num=4)
+  per_vertex = tf.stack([x * half_width, y * half_height, w, z])
+  gathered = tf.gather(per_vertex, tf.transpose(triangles), axis=1)
+  qx, qy, w, z = (tf.unstack(q, num=3) for q in tf.unstack(gathered, num=4))
 
   # Edge k from corners a = k + 1 and b = k + 2 (mod 3) (header step 2).
   edges = []
@@ -283,14 +300,21 @@ def _rasterize_tf(clip_vertices, triangles, height, width, cull_backfaces,
   # Depth plane (header step 3): Dx, Dy, Dc.
   plane = [_sum_of_products(z[0], edges[0][c], z[1], edges[1][c],
                             z[2] * edges[2][c]) / det for c in range(3)]
+  # A non-finite x, y or w of a corner makes det non-finite (every term of
+  # det multiplies it); a non-finite z makes the depth plane, hence every
+  # candidate's depth, non-finite, so no candidate passes the depth test.
+  # The op's "all coordinates finite" test is thus implied.
+  in_front = [w[k] > 0 for k in range(3)]
+  all_in_front = tf.logical_and(tf.logical_and(in_front[0], in_front[1]),
+                                in_front[2])
   drawable = tf.logical_and(tf.math.is_finite(det), tf.not_equal(det, 0.0))
-  drawable = tf.logical_and(drawable,
-                            tf.logical_and(all_finite, front_count > 0))
+  drawable = tf.logical_and(drawable, tf.logical_or(
+      tf.logical_or(in_front[0], in_front[1]), in_front[2]))
   if cull_backfaces:
     drawable = tf.logical_and(drawable, det > 0)
-  # Negation is exact: testing -E >= 0 is testing E <= 0 when det < 0.
+  # Negation is exact, so testing sign * E >= 0 with E from the unsigned
+  # coefficients is testing E' >= 0 with E' from the sign-flipped ones.
   sign = tf.where(det < 0, -1.0, 1.0)
-  coefficients = [c * sign for edge in edges for c in edge]  # A0 B0 C0 A1..
 
   # Candidate boxes, inclusive pixel bounds.  The all-w>0 box is the bounding
   # box rule of header step 4 (so it is exact, not just conservative); the
@@ -299,93 +323,87 @@ def _rasterize_tf(clip_vertices, triangles, height, width, cull_backfaces,
     limit = float(size)
     low = tf.minimum(tf.minimum(values[0], values[1]), values[2])
     high = tf.maximum(tf.maximum(values[0], values[1]), values[2])
-    low = tf.where(all_in_front, low, 0.0)
-    high = tf.where(all_in_front, high, 0.0)
     first = tf.cast(tf.math.ceil(tf.clip_by_value(low, -1.0, limit)),
-                    tf.int64)
+                    tf.int32)
     last = tf.cast(tf.math.floor(tf.clip_by_value(high, -1.0, limit)),
-                   tf.int64)
+                   tf.int32)
     first = tf.where(all_in_front, tf.maximum(first, 0), 0)
     last = tf.where(all_in_front, tf.minimum(last, size - 1), size - 1)
-    return first, last
+    return first, tf.maximum(last - first + 1, 0)
 
-  first_column, last_column = box_bounds(u, width)
-  first_row, last_row = box_bounds(v, height)
-  box_width = tf.maximum(last_column - first_column + 1, 0)
-  box_height = tf.maximum(last_row - first_row + 1, 0)
+  first_column, box_width = box_bounds(
+      [qx[k] / w[k] + column_offset for k in range(3)], width)
+  first_row, box_height = box_bounds(
+      [row_offset - qy[k] / w[k] for k in range(3)], height)
   counts = tf.where(drawable, box_width * box_height, 0)
-  nonempty = counts > 0
-  starts = tf.cumsum(counts, exclusive=True)
-  total = tf.reduce_sum(counts)
-  # order[r]: flat index of the r-th triangle with candidates.
-  rank = tf.cumsum(tf.cast(nonempty, tf.int64)) - 1
-  order = tf.math.unsorted_segment_max(
-      tf.range(flat_count), tf.where(nonempty, rank, flat_count),
-      flat_count + 1)
-  box_table = [first_column, first_row, tf.maximum(box_width, 1)]
-  coefficient_table = coefficients + plane  # A0 B0 C0 A1 .. C2 Dx Dy Dc
 
-  chunk = candidates_per_chunk
+  # Ids of the triangles and pixel offsets of the images, broadcast against
+  # the [triangle_count, batch] tensors.
+  triangle_id = tf.range(triangle_count, dtype=tf.int32)[:, None]
+  image_offset = tf.range(batch)[None, :] * (height * width)
 
-  def body(chunk_start, started_before, nearest_depth, nearest_id):
-    # Which triangle owns each candidate of the chunk: mark where triangles
-    # start, count the marks (starts increase with the rank).
-    offset = starts - chunk_start
-    starts_here = tf.logical_and(
-        nonempty, tf.logical_and(offset >= 0, offset < chunk))
-    marks = tf.math.unsorted_segment_sum(
-        tf.cast(starts_here, tf.int64), tf.where(starts_here, offset, chunk),
-        chunk + 1)[:-1]
-    owner_rank = started_before + tf.cumsum(marks) - 1
-    flat = tf.gather(order, tf.clip_by_value(owner_rank, 0, flat_count - 1))
-    index = chunk_start + tf.range(chunk, dtype=tf.int64)
-    valid = index < total
-    local = index - tf.gather(starts, flat)
-    box_column, box_row, box_width = (tf.gather(t, flat) for t in box_table)
-    column = box_column + local % box_width
-    row = box_row + local // box_width
-    coefficient = [tf.gather(t, flat) for t in coefficient_table]
+  def candidate_keys(row, column, coefficient, plane, sign, triangle_id,
+                     image_offset, valid):
+    """(z-buffer key, pixel) of candidates; key _EMPTY_KEY if rejected."""
     # Exact whatever the evaluation order: small multiples of 1/2.
     px = (tf.cast(column, tf.float32) + 0.5) - half_width
     py = half_height - (tf.cast(row, tf.float32) + 0.5)
     inside = valid
-    for k in range(3):
-      a, b, c = coefficient[3 * k:3 * k + 3]
-      inside = tf.logical_and(inside,
-                              _sum_of_products(a, px, b, py, c) >= 0.0)
-    depth = _sum_of_products(coefficient[9], px, coefficient[10], py,
-                             coefficient[11])
+    for a, b, c in coefficient:
+      inside = tf.logical_and(
+          inside, _sum_of_products(a, px, b, py, c) * sign >= 0.0)
+    depth = _sum_of_products(plane[0], px, plane[1], py, plane[2])
     inside = tf.logical_and(inside, tf.logical_and(depth >= -1.0,
                                                    depth <= 1.0))
-    pixel = ((flat // triangle_count) * height + row) * width + column
-    segment = tf.where(inside, pixel, pixel_count)  # pixel_count: discarded
-    chunk_depth = tf.math.unsorted_segment_min(depth, segment,
-                                               pixel_count + 1)
-    ties = tf.logical_and(inside,
-                          tf.equal(depth, tf.gather(chunk_depth, segment)))
-    triangle_id = tf.cast(flat % triangle_count, tf.int32)
-    chunk_id = tf.math.unsorted_segment_min(
-        tf.where(ties, triangle_id, _INT32_MAX),
-        tf.where(ties, segment, pixel_count), pixel_count + 1)
-    chunk_depth = chunk_depth[:-1]
-    chunk_id = chunk_id[:-1]
-    take = tf.logical_or(
-        chunk_depth < nearest_depth,
-        tf.logical_and(tf.equal(chunk_depth, nearest_depth),
-                       chunk_id < nearest_id))
-    return (chunk_start + chunk, started_before + tf.reduce_sum(marks),
-            tf.where(take, chunk_depth, nearest_depth),
-            tf.where(take, chunk_id, nearest_id))
+    pixel = image_offset + tf.cast(row * width + column, tf.int64)
+    # Only the accepted candidates go to the (serial) segment-min.
+    accepted = tf.where(tf.reshape(inside, [-1]))[:, 0]
+    keys = _depth_id_keys(depth, triangle_id)
+    return (tf.gather(tf.reshape(keys, [-1]), accepted),
+            tf.gather(tf.reshape(pixel, [-1]), accepted))
 
-  # Empty pixels hold the identities of unsorted_segment_min.
-  _, _, nearest_depth, nearest_id = tf.while_loop(
-      lambda chunk_start, *_: chunk_start < total, body,
-      (tf.constant(0, tf.int64), tf.constant(0, tf.int64),
-       tf.fill([pixel_count], _FLOAT32_MAX),
-       tf.fill([pixel_count], tf.constant(_INT32_MAX, tf.int32))))
-  visible = nearest_id < _INT32_MAX
-  triangle_ids = tf.where(visible, nearest_id, -1)
-  depth = tf.where(visible, nearest_depth, EMPTY_DEPTH)
+  # The first candidate of every triangle, densely.
+  keys, pixels = candidate_keys(first_row, first_column, edges, plane, sign,
+                                triangle_id, image_offset, counts > 0)
+  zbuffer = tf.math.unsorted_segment_min(keys, pixels, pixel_count)
+
+  # The other candidates of the triangles with more than one.
+  many = tf.reshape(tf.where(tf.reshape(counts, [-1]) > 1), [-1])
+  def select(value):
+    return tf.gather(tf.reshape(value, [-1]), many)
+  rest = tf.cast(select(counts), tf.int64) - 1
+  ends = tf.cumsum(rest)
+  total = tf.reduce_sum(rest)
+  starts = ends - rest
+  chunk = tf.minimum(tf.cast(candidates_per_chunk, tf.int64), total)
+  box_table = [select(first_column), select(first_row),
+               select(box_width)]
+  edge_table = [[select(c) for c in edge] for edge in edges]
+  plane_table = [select(c) for c in plane]
+  sign_table = select(sign)
+  id_table = tf.cast(many // batch, tf.int32)
+  offset_table = (many % batch) * (height * width)
+
+  def body(chunk_start, zbuffer):
+    index = chunk_start + tf.range(chunk, dtype=tf.int64)
+    owner = tf.searchsorted(ends, index, side="right", out_type=tf.int64)
+    valid = index < total
+    owner = tf.minimum(owner, tf.size(ends, out_type=tf.int64) - 1)
+    def own(t):
+      return tf.gather(t, owner)
+    box_column, box_row, width_of_box = (own(t) for t in box_table)
+    local = tf.cast(1 + index - own(starts), tf.int32)
+    keys, pixels = candidate_keys(
+        box_row + local // width_of_box, box_column + local % width_of_box,
+        [[own(c) for c in edge] for edge in edge_table],
+        [own(c) for c in plane_table], own(sign_table), own(id_table),
+        own(offset_table), valid)
+    return chunk_start + chunk, tf.minimum(
+        zbuffer, tf.math.unsorted_segment_min(keys, pixels, pixel_count))
+
+  _, zbuffer = tf.while_loop(lambda chunk_start, _: chunk_start < total,
+                             body, (tf.constant(0, tf.int64), zbuffer))
+  triangle_ids, depth = _decode_keys(zbuffer)
   shape = [static_batch, height, width]
   image_shape = tf.stack([batch, height, width])
   triangle_ids = tf.ensure_shape(tf.reshape(triangle_ids, image_shape), shape)
