@@ -318,36 +318,38 @@ def _rasterize_tf(clip_vertices, triangles, height, width, cull_backfaces,
 
   # Candidate boxes, inclusive pixel bounds.  The all-w>0 box is the bounding
   # box rule of header step 4 (so it is exact, not just conservative); the
-  # values are clamped to one pixel beyond the image before the int cast.
+  # values are clamped to the image, or one pixel beyond it, before the int
+  # cast: ceil(clip(low, 0, size)) is max(ceil(clip(low, -1, size)), 0) and
+  # floor(clip(high, -1, size - 1)) is min(floor(clip(high, -1, size)),
+  # size - 1), in fewer passes.
   def box_bounds(values, size):
-    limit = float(size)
+    """First pixel index and pixel count of a box side, as float32 (exact
+    small integers: one int cast per accepted candidate, not per box)."""
     low = tf.minimum(tf.minimum(values[0], values[1]), values[2])
     high = tf.maximum(tf.maximum(values[0], values[1]), values[2])
-    first = tf.cast(tf.math.ceil(tf.clip_by_value(low, -1.0, limit)),
-                    tf.int32)
-    last = tf.cast(tf.math.floor(tf.clip_by_value(high, -1.0, limit)),
-                   tf.int32)
-    first = tf.where(all_in_front, tf.maximum(first, 0), 0)
-    last = tf.where(all_in_front, tf.minimum(last, size - 1), size - 1)
-    return first, tf.maximum(last - first + 1, 0)
+    first = tf.math.ceil(tf.clip_by_value(low, 0.0, float(size)))
+    last = tf.math.floor(tf.clip_by_value(high, -1.0, float(size - 1)))
+    first = tf.where(all_in_front, first, 0.0)
+    last = tf.where(all_in_front, last, float(size - 1))
+    return first, tf.maximum(last - first + 1.0, 0.0)
 
   first_column, box_width = box_bounds(
       [qx[k] / w[k] + column_offset for k in range(3)], width)
   first_row, box_height = box_bounds(
       [row_offset - qy[k] / w[k] for k in range(3)], height)
-  counts = tf.where(drawable, box_width * box_height, 0)
+  # Only compared with 0 and 1 (the product of whole numbers, rounded, is
+  # above 1 exactly when the product is); exact counts are int64, below.
+  counts = tf.where(drawable, box_width * box_height, 0.0)
 
-  # Ids of the triangles and pixel offsets of the images, broadcast against
-  # the [triangle_count, batch] tensors.
-  triangle_id = tf.range(triangle_count, dtype=tf.int32)[:, None]
-  image_offset = tf.range(batch)[None, :] * (height * width)
+  def candidate_keys(row, column, coefficient, plane, sign, valid, locate):
+    """(z-buffer key, pixel) of the candidates that pass.
 
-  def candidate_keys(row, column, coefficient, plane, sign, triangle_id,
-                     image_offset, valid):
-    """(z-buffer key, pixel) of candidates; key _EMPTY_KEY if rejected."""
+    `locate` maps flat indices into the candidate arrays to the int64
+    (triangle id, image index) of those candidates.
+    """
     # Exact whatever the evaluation order: small multiples of 1/2.
-    px = (tf.cast(column, tf.float32) + 0.5) - half_width
-    py = half_height - (tf.cast(row, tf.float32) + 0.5)
+    px = (column + 0.5) - half_width
+    py = half_height - (row + 0.5)
     inside = valid
     for a, b, c in coefficient:
       inside = tf.logical_and(
@@ -355,49 +357,57 @@ def _rasterize_tf(clip_vertices, triangles, height, width, cull_backfaces,
     depth = _sum_of_products(plane[0], px, plane[1], py, plane[2])
     inside = tf.logical_and(inside, tf.logical_and(depth >= -1.0,
                                                    depth <= 1.0))
-    pixel = image_offset + tf.cast(row * width + column, tf.int64)
-    # Only the accepted candidates go to the (serial) segment-min.
+    # Only the accepted candidates (about a third at face-mesh sizes) go on
+    # to the keys and to the (serial) segment-min.
     accepted = tf.where(tf.reshape(inside, [-1]))[:, 0]
-    keys = _depth_id_keys(depth, triangle_id)
-    return (tf.gather(tf.reshape(keys, [-1]), accepted),
-            tf.gather(tf.reshape(pixel, [-1]), accepted))
+    def take(value):
+      return tf.gather(tf.reshape(value, [-1]), accepted)
+    triangle_id, image = locate(accepted)
+    pixel = (image * height + tf.cast(take(row), tf.int64)) * width + (
+        tf.cast(take(column), tf.int64))
+    return _depth_id_keys(take(depth), triangle_id), pixel
 
-  # The first candidate of every triangle, densely.
-  keys, pixels = candidate_keys(first_row, first_column, edges, plane, sign,
-                                triangle_id, image_offset, counts > 0)
+  # The first candidate of every triangle, densely; flat index
+  # triangle * batch + image.
+  keys, pixels = candidate_keys(
+      first_row, first_column, edges, plane, sign, counts > 0,
+      lambda flat: (flat // batch, flat % batch))
   zbuffer = tf.math.unsorted_segment_min(keys, pixels, pixel_count)
 
   # The other candidates of the triangles with more than one.
   many = tf.reshape(tf.where(tf.reshape(counts, [-1]) > 1), [-1])
   def select(value):
     return tf.gather(tf.reshape(value, [-1]), many)
-  rest = tf.cast(select(counts), tf.int64) - 1
+  box_table = [select(first_column), select(first_row),
+               tf.cast(select(box_width), tf.int32)]
+  rest = tf.cast(box_table[2], tf.int64) * tf.cast(
+      select(box_height), tf.int64) - 1
   ends = tf.cumsum(rest)
   total = tf.reduce_sum(rest)
   starts = ends - rest
   chunk = tf.minimum(tf.cast(candidates_per_chunk, tf.int64), total)
-  box_table = [select(first_column), select(first_row),
-               select(box_width)]
   edge_table = [[select(c) for c in edge] for edge in edges]
   plane_table = [select(c) for c in plane]
   sign_table = select(sign)
-  id_table = tf.cast(many // batch, tf.int32)
-  offset_table = (many % batch) * (height * width)
 
   def body(chunk_start, zbuffer):
     index = chunk_start + tf.range(chunk, dtype=tf.int64)
-    owner = tf.searchsorted(ends, index, side="right", out_type=tf.int64)
     valid = index < total
-    owner = tf.minimum(owner, tf.size(ends, out_type=tf.int64) - 1)
+    owner = tf.minimum(
+        tf.searchsorted(ends, index, side="right", out_type=tf.int64),
+        tf.size(ends, out_type=tf.int64) - 1)
     def own(t):
       return tf.gather(t, owner)
     box_column, box_row, width_of_box = (own(t) for t in box_table)
     local = tf.cast(1 + index - own(starts), tf.int32)
+    def locate(flat):
+      owner_flat = tf.gather(many, tf.gather(owner, flat))
+      return owner_flat // batch, owner_flat % batch
     keys, pixels = candidate_keys(
-        box_row + local // width_of_box, box_column + local % width_of_box,
+        box_row + tf.cast(local // width_of_box, tf.float32),
+        box_column + tf.cast(local % width_of_box, tf.float32),
         [[own(c) for c in edge] for edge in edge_table],
-        [own(c) for c in plane_table], own(sign_table), own(id_table),
-        own(offset_table), valid)
+        [own(c) for c in plane_table], own(sign_table), valid, locate)
     return chunk_start + chunk, tf.minimum(
         zbuffer, tf.math.unsorted_segment_min(keys, pixels, pixel_count))
 
