@@ -225,26 +225,6 @@ def barycentrics_tf(clip_vertices, triangles, triangle_ids) -> tf.Tensor:
                        tf.concat([tf.cast(image_shape, tf.int64), [3]], 0))
 
 
-def covered_pixel_attributes(table, triangles, triangle_ids):
-  """Interpolated attributes of the covered pixels.
-
-  Args:
-    table: float32 [batch, vertex_count, 3 + channels]: clip x, y, w, then the
-      attributes.
-    triangles: int32 [triangle_count, 3].
-    triangle_ids: int32 [batch, height, width].
-
-  Returns:
-    where: int64 [N, 3] (batch, row, column) of the covered pixels.
-    values: float32 [N, channels] their interpolated attributes.
-  """
-  where, rows = _covered_pixels(triangle_ids, triangles, tf.shape(table)[1])
-  corners = tf.gather(_flat(table), rows)                   # [N, 3, 3 + C]
-  weights = _pixel_weights(corners, where, tf.shape(triangle_ids))
-  values = tf.reduce_sum(weights[..., None] * corners[..., 3:], axis=1)
-  return where, values
-
-
 def interpolate_tf(attributes, triangles, triangle_ids,
                    pixel_barycentrics) -> tf.Tensor:
   """TensorFlow backend of :func:`interpolate` (same contract, no checks)."""

@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from unsup3dmm.renderer import camera as camera_lib
+from unsup3dmm.renderer import primitives
 from unsup3dmm.renderer import rasterize_op
 from unsup3dmm.renderer import reference
 from unsup3dmm.renderer import visibility
+from unsup3dmm.renderer.config import RendererConfig
 
 HEIGHT, WIDTH = 16, 20
 BACKENDS = ("op", "tf")
@@ -106,7 +109,7 @@ def test_the_special_triangles_of_the_random_scene_behave():
   assert 16 in shown                       # crossing the camera plane
 
 
-@pytest.mark.parametrize("chunk", [97, 100000])
+@pytest.mark.parametrize("chunk", [1, 97, 100000])
 def test_tf_backend_result_does_not_depend_on_the_chunk_size(chunk):
   clip_vertices, triangles = _random_scene(np.random.default_rng(3), batch=2)
   ref_ids, ref_depth = reference.rasterize_reference(clip_vertices, triangles,
@@ -115,6 +118,46 @@ def test_tf_backend_result_does_not_depend_on_the_chunk_size(chunk):
                                 backend="tf", tf_candidates_per_chunk=chunk)
   np.testing.assert_array_equal(result.triangle_ids.numpy(), ref_ids)
   np.testing.assert_array_equal(result.depth.numpy(), ref_depth)
+
+
+@pytest.mark.parametrize("grid", [231, 25])
+def test_tf_backend_matches_the_op_on_a_face_sized_mesh(grid):
+  # grid 231: sub-pixel triangles, most boxes hold zero or one pixel centre
+  # (the dense first-candidate pass); grid 25: triangles of tens of pixels
+  # (mostly the chunked pass).
+  config = RendererConfig(image_size=(96, 80))
+  vertices, triangles = primitives.face_sized_mesh(
+      grid=grid, center_mm=config.look_at_mm)
+  camera = camera_lib.Camera.from_config(config)
+  clip = camera_lib.project_to_clip(camera_lib.camera_space_vertices(
+      np.tile(vertices[None], [2, 1, 1]),
+      camera_lib.sample_poses(2, 5, config), camera), camera)
+  results = [visibility.rasterize(clip, triangles, config.image_size,
+                                  backend=backend) for backend in BACKENDS]
+  np.testing.assert_array_equal(results[0].triangle_ids,
+                                results[1].triangle_ids)
+  np.testing.assert_array_equal(results[0].depth, results[1].depth)
+  assert 0.2 < np.mean(results[0].mask) < 0.9
+
+
+def test_depth_id_keys_order_by_depth_then_id_and_decode_back():
+  tiny = np.float32(1e-45)                 # the smallest subnormal
+  depth = np.array([1.0, -1.0, 0.5, -0.5, -0.0, 0.0, tiny, -tiny, 0.0, -0.0,
+                    0.25, 0.25, 1e-30, -1e-30], np.float32)
+  ids = np.array([3, 9, 2, 4, 8, 7, 1, 6, 0, 5, 11, 10, 12, 13], np.int32)
+  keys = visibility._depth_id_keys(tf.constant(depth), tf.constant(ids))
+  order = np.argsort(keys.numpy(), kind="stable")
+  # -0 ties with +0, and so do subnormals (TensorFlow flushes them to zero on
+  # CPU, in the op too); the lower id wins a tie.
+  flushed = np.where(np.abs(depth) < np.finfo(np.float32).tiny, np.float32(0),
+                     depth)
+  np.testing.assert_array_equal(order, np.lexsort((ids, flushed)))
+  decoded_ids, decoded_depth = visibility._decode_keys(
+      tf.concat([keys, [visibility._EMPTY_KEY]], 0))
+  np.testing.assert_array_equal(decoded_ids, np.append(ids, -1))
+  np.testing.assert_array_equal(
+      decoded_depth.numpy().view(np.int32),
+      np.append(flushed, np.float32(visibility.EMPTY_DEPTH)).view(np.int32))
 
 
 def _pixel_centre_ndc(row, column, height, width):
