@@ -201,17 +201,32 @@ def _pixel_weights(corners, where, image_shape):
                                                image_shape[2]))
   p = tf.stack([tf.gather(x_ndc, where[:, 2]), tf.gather(y_ndc, where[:, 1])],
                axis=-1)                                     # [N, 2]
-  # d_k = (x_k - w_k p_x, y_k - w_k p_y): e_k = d_{k+1} x d_{k+2}.
+  # d_k = (x_k - w_k p_x, y_k - w_k p_y).
   offsets = corners[..., 0:2] - corners[..., 2:3] * p[:, None, :]
-  dx, dy = offsets[..., 0], offsets[..., 1]                 # [N, 3]
-  next_dx, next_dy = tf.roll(dx, -1, axis=1), tf.roll(dy, -1, axis=1)
-  after_dx, after_dy = tf.roll(dx, -2, axis=1), tf.roll(dy, -2, axis=1)
-  e = next_dx * after_dy - next_dy * after_dx               # [N, 3]
-  total = tf.reduce_sum(e, axis=-1, keepdims=True)
+  e, total = edge_values(tf.unstack(offsets[..., 0], num=3, axis=1),
+                         tf.unstack(offsets[..., 1], num=3, axis=1))
+  return tf.stack(e, axis=-1) / total[:, None]
+
+
+def edge_values(dx, dy):
+  """The e_k of the module docstring and their guarded sum.
+
+  Args:
+    dx, dy: three float32 tensors each (one per corner k, any common shape),
+      ``x_k - w_k p_x`` and ``y_k - w_k p_y``.
+
+  Returns:
+    ``(e, total)``: the list ``e_k = d_{k+1} x d_{k+2}`` and ``e_0 + e_1 + e_2``
+    pushed away from 0 to magnitude :data:`DENOMINATOR_EPSILON`; the
+    barycentrics are ``e_k / total``.
+  """
+  e = [dx[(k + 1) % 3] * dy[(k + 2) % 3] - dy[(k + 1) % 3] * dx[(k + 2) % 3]
+       for k in range(3)]
+  total = (e[0] + e[1]) + e[2]
   total = tf.where(tf.abs(total) < DENOMINATOR_EPSILON,
                    tf.where(total < 0, -DENOMINATOR_EPSILON,
                             DENOMINATOR_EPSILON), total)
-  return e / total
+  return e, total
 
 
 def barycentrics_tf(clip_vertices, triangles, triangle_ids) -> tf.Tensor:

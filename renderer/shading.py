@@ -350,15 +350,10 @@ def _deferred_shading_xla(table, triangles, triangle_ids, light_positions,
   shape = tf.shape(triangle_ids)
   x_ndc, y_ndc = camera_lib.pixel_centers_ndc((shape[1], shape[2]))
   x, y, w = (corners[..., c] for c in range(3))              # [B, H, W, 3]
-  # Barycentrics as barycentrics._pixel_weights: e_k = d_{k+1} x d_{k+2}.
-  dx = tf.unstack(x - w * x_ndc[:, None], num=3, axis=-1)
-  dy = tf.unstack(y - w * y_ndc[:, None, None], num=3, axis=-1)
-  e = [dx[(k + 1) % 3] * dy[(k + 2) % 3] - dy[(k + 1) % 3] * dx[(k + 2) % 3]
-       for k in range(3)]
-  total = (e[0] + e[1]) + e[2]
-  epsilon = barycentrics_lib.DENOMINATOR_EPSILON
-  total = tf.where(tf.abs(total) < epsilon,
-                   tf.where(total < 0, -epsilon, epsilon), total)
+  # Barycentrics e_k / total, as barycentrics.compute_barycentrics.
+  e, total = barycentrics_lib.edge_values(
+      tf.unstack(x - w * x_ndc[:, None], num=3, axis=-1),
+      tf.unstack(y - w * y_ndc[:, None, None], num=3, axis=-1))
   total = tf.where(covered, total, 1.0)
   weights = tf.stack([tf.where(covered, e_k / total, 1.0 / 3.0) for e_k in e],
                      axis=-1)                                 # [B, H, W, 3]

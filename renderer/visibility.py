@@ -61,14 +61,12 @@ BACKENDS = ("auto", "op", "tf")
 MAX_IMAGE_DIMENSION = 1 << 15
 
 # Candidate pixels the "tf" backend evaluates per loop iteration.  Only memory
-# (about 150 bytes per candidate) and speed depend on it, never the result.
+# and speed depend on it, never the result.
 DEFAULT_TF_CANDIDATES_PER_CHUNK = 1 << 20
 
 # Depth reported where no triangle is visible: the far plane, NDC.
 EMPTY_DEPTH = 1.0
 
-_INT32_MAX = np.iinfo(np.int32).max
-_FLOAT32_MAX = np.finfo(np.float32).max
 
 _logger = logging.getLogger(__name__)
 _warned_op_unavailable = False
